@@ -1,0 +1,339 @@
+"""Tier 0: decoded blocks of closures, and the run loop.
+
+A block is decoded once, from the guest's linear EIP, into a list of
+closures (one per instruction, built by the opcode table's builders).  It
+ends at a control transfer, a sensitive instruction (opcodes.py "sens"), a
+page boundary or after MAX_BLOCK instructions.  Blocks are cached by linear
+address + CPU mode and validated against the current physical translation of
+their page on every dispatch, so a remapped page never runs stale code.
+The physical pages a block was decoded from are marked as code in the MMU:
+a write into one of them (by the CPU or by DMA) drops every block of that
+page; if the running block is hit, it stops after the writing instruction
+(self-modifying code sees its own stores, as on P6 and later).
+"""
+from .decode import decode
+from .faults import CPUFault, VMStop, UD, GP, DB
+from .flags import TF, IF
+from .state import EIP, EFLAGS, CS, HALTED, INHIBIT_IRQ, CR0, CR2, DR0
+from . import interrupts
+from ..mmu.physmem import WATCH_CODE
+
+MAX_BLOCK = 64
+
+
+class Block:
+    __slots__ = ("fns", "eips", "next_eips", "n", "end_eip", "falls", "ppage", "ppns",
+                 "key", "eipset")
+
+
+def _raiser(vector, code=None):
+    def f():
+        raise CPUFault(vector, code)
+    return f
+
+
+class Interpreter:
+    def __init__(self, cpu):
+        self.cpu = cpu
+        self.cache = {}          # lin | mode_key -> Block
+        self.page_blocks = {}    # ppn -> set of keys
+        self.mode_ids = {}
+        self.mode_key = 0
+        self.cur_block = None
+        self.cur_iter = None
+        self.smc_pos = None
+        self.counters = {"blocks_decoded": 0, "smc_invalidations": 0, "block_runs": 0}
+        cpu.phys.add_watch_listener(self._on_watch)
+
+    # --- cache maintenance -------------------------------------------------------
+    def flush(self):
+        phys = self.cpu.phys
+        for ppn in self.page_blocks:
+            if ppn < len(phys.watch):
+                self.cpu.mmu.unmark_code(ppn)
+        self.cache.clear()
+        self.page_blocks.clear()
+        self.mode_changed()
+
+    def mode_changed(self):
+        """CS (size/limit), CR0.PE or EFLAGS.VM changed: pick the block namespace."""
+        cpu = self.cpu
+        cs = cpu.segs[CS]
+        t = (cs.big, cpu.R[CR0] & 1, cpu.v86, cs.xmax)
+        mid = self.mode_ids.get(t)
+        if mid is None:
+            mid = self.mode_ids[t] = len(self.mode_ids) + 1
+        self.mode_key = mid << 32
+
+    def _on_watch(self, ppn, paddr, size):
+        phys = self.cpu.phys
+        if not (phys.watch[ppn] & WATCH_CODE):
+            return
+        self.invalidate_page(ppn)
+
+    def invalidate_page(self, ppn):
+        keys = self.page_blocks.pop(ppn, None)
+        self.cpu.mmu.unmark_code(ppn)
+        if not keys:
+            return
+        self.counters["smc_invalidations"] += 1
+        cur = self.cur_block
+        for k in keys:
+            b = self.cache.pop(k, None)
+            if b is not None:
+                for other in b.ppns:
+                    if other != ppn:
+                        s = self.page_blocks.get(other)
+                        if s is not None:
+                            s.discard(k)
+        if cur is not None and cur.key in keys and self.cur_iter is not None and self.smc_pos is None:
+            # stop the running block after the instruction doing the write
+            it = self.cur_iter
+            st = it.__reduce__()
+            if len(st) > 2:
+                self.smc_pos = st[2]
+                it.__setstate__(1 << 30)
+
+    # --- decoding ---------------------------------------------------------------
+    def _build(self, ins):
+        cpu = self.cpu
+        entry = ins.entry
+        attrs = entry.attrs
+        if "pm" in attrs and (not cpu.protected or cpu.v86):
+            return _raiser(UD)
+        b = entry.builder
+        if b is None:
+            mnem = ins.row.mnem
+            cnt = cpu.count_unimplemented
+
+            def unimplemented():
+                cnt(mnem)
+                raise CPUFault(UD)
+            return unimplemented
+        try:
+            return b(cpu, ins)
+        except CPUFault as e:
+            return _raiser(e.vector, e.error_code)
+
+    def decode_block(self, eip, lin, key):
+        cpu = self.cpu
+        mmu = cpu.mmu
+        phys = cpu.phys
+        ram = phys.ram
+        ram_size = phys.ram_size
+        cs = cpu.segs[CS]
+        base = cs.base
+        xmax = cs.xmax
+        user = cpu.user
+        code32 = cs.big
+        pages = {}
+
+        def fetch(off):
+            if off > xmax:
+                raise CPUFault(GP, 0)
+            la = (base + off) & 0xFFFFFFFF
+            vpn = la >> 12
+            p = pages.get(vpn)
+            if p is None:
+                p = pages[vpn] = mmu.translate(la, False, user, fetch=True) & ~0xFFF
+            pa = p | (la & 0xFFF)
+            if pa < ram_size:
+                return ram[pa]
+            return phys.read(pa, 1)
+
+        fns, eips, nexts = [], [], []
+        pc = eip
+        first_vpn = lin >> 12
+        falls = True
+        mask = 0xFFFFFFFF if code32 else 0xFFFF
+        while True:
+            try:
+                ins = decode(fetch, pc, code32)
+            except CPUFault as e:
+                if not fns:
+                    if e.vector == 14 or (e.vector == GP and pc > xmax):
+                        raise        # fetch fault: deliver now, cache nothing
+                    fns.append(_raiser(e.vector, e.error_code))
+                    eips.append(pc)
+                    nexts.append(pc)
+                    falls = False
+                break
+            fns.append(self._build(ins))
+            eips.append(pc)
+            nxt = ins.next_eip & mask if code32 else ins.next_eip
+            nexts.append(nxt)
+            pc = nxt
+            a = ins.entry.attrs
+            if "jmp" in a:
+                falls = False
+                break
+            if "sens" in a or len(fns) >= MAX_BLOCK:
+                break
+            if ((base + pc) & 0xFFFFFFFF) >> 12 != first_vpn:
+                break
+        blk = Block()
+        blk.fns = fns
+        blk.eips = eips
+        blk.next_eips = nexts
+        blk.n = len(fns)
+        blk.end_eip = pc
+        blk.falls = falls
+        blk.eipset = frozenset(eips)
+        blk.key = key
+        blk.ppage = pages[first_vpn] if pages.get(first_vpn, 0) < ram_size else None
+        ppns = set()
+        for p in pages.values():
+            if p < ram_size:
+                ppns.add(p >> 12)
+        blk.ppns = tuple(ppns)
+        for ppn in ppns:
+            mmu.mark_code(ppn)
+            self.page_blocks.setdefault(ppn, set()).add(key)
+        self.cache[key] = blk
+        self.counters["blocks_decoded"] += 1
+        return blk
+
+    # --- running ------------------------------------------------------------------
+    def run(self, max_insns=None, until=None):
+        cpu = self.cpu
+        R = cpu.R
+        segs = cpu.segs
+        mmu = cpu.mmu
+        cache = self.cache
+        budget = (1 << 62) if max_insns is None else max_insns
+        executed = 0
+        cpu.last_fault = None
+        try:
+            while True:
+                if executed >= budget:
+                    return "count"
+                eip = R[EIP]
+                if eip == until:
+                    return "until"
+                single = False
+                if cpu.event:
+                    r = self._events()
+                    if r is not None:
+                        return r
+                    eip = R[EIP]
+                    if eip == until:
+                        return "until"
+                    single = bool(R[INHIBIT_IRQ] or (R[EFLAGS] & TF))
+                    R[INHIBIT_IRQ] = 0
+                cs = segs[CS]
+                lin = (cs.base + eip) & 0xFFFFFFFF
+                key = lin | self.mode_key
+                blk = cache.get(key)
+                if blk is None or blk.ppage is None or blk.ppage != mmu.rtlb.get(lin >> 12):
+                    try:
+                        if blk is not None and blk.ppage is not None:
+                            mmu.translate(lin, False, cpu.user, fetch=True)
+                            blk = cache.get(key)
+                            if blk is not None and blk.ppage != mmu.rtlb.get(lin >> 12):
+                                blk = None
+                        else:
+                            blk = None
+                        if blk is None:
+                            blk = self.decode_block(eip, lin, key)
+                    except CPUFault as e:
+                        R[EIP] = eip
+                        if cpu.stop_on_fault:
+                            return self._stop_fault(e)
+                        interrupts.raise_exception(cpu, e)
+                        continue
+                n = blk.n
+                k = n
+                if single:
+                    k = 1
+                if budget - executed < k:
+                    k = budget - executed
+                if until is not None and until in blk.eipset:
+                    i = blk.eips.index(until)
+                    if 0 < i < k:
+                        k = i
+                it = iter(blk.fns if k == n else blk.fns[:k])
+                self.cur_block = blk
+                self.cur_iter = it
+                try:
+                    for f in it:
+                        f()
+                except CPUFault as e:
+                    if self.smc_pos is not None:
+                        idx = self.smc_pos - 1
+                        self.smc_pos = None
+                    else:
+                        idx = it.__reduce__()[2] - 1
+                    self.cur_block = self.cur_iter = None
+                    cpu.icount += idx
+                    executed += idx
+                    R[EIP] = blk.eips[idx]
+                    if cpu.stop_on_fault:
+                        return self._stop_fault(e)
+                    interrupts.raise_exception(cpu, e)
+                    continue
+                if self.smc_pos is not None:
+                    done = self.smc_pos
+                    self.smc_pos = None
+                    if done < n or blk.falls:
+                        R[EIP] = blk.next_eips[done - 1] if done < n else blk.end_eip
+                elif k < n:
+                    done = k
+                    R[EIP] = blk.next_eips[k - 1]
+                else:
+                    done = n
+                    if blk.falls:
+                        R[EIP] = blk.end_eip
+                cpu.icount += done
+                executed += done
+                if single and (R[EFLAGS] & TF):
+                    self._single_step_trap()
+        except VMStop:
+            self.cur_block = self.cur_iter = None
+            raise
+
+    def _stop_fault(self, e):
+        """API mode: report the fault instead of delivering it (EIP = faulting insn)."""
+        cpu = self.cpu
+        cpu.last_fault = e
+        if e.vector == 14 and e.cr2 is not None:
+            cpu.R[CR2] = e.cr2 & 0xFFFFFFFF
+        return "exception"
+
+    def _single_step_trap(self):
+        cpu = self.cpu
+        R = cpu.R
+        R[DR0 + 6] |= 0x4000          # DR6.BS
+        try:
+            cpu.deliver(DB, None, "exception")
+        except CPUFault as e:
+            interrupts.raise_exception(cpu, e)
+        cpu.event = True
+
+    def _events(self):
+        """Slow path at a block boundary: HLT, interrupts, single-step."""
+        cpu = self.cpu
+        R = cpu.R
+        cpu.event = False
+        if cpu.nmi_pending and not R[INHIBIT_IRQ]:
+            cpu.nmi_pending = False
+            R[HALTED] = 0
+            self._take_interrupt(2)
+        elif (R[EFLAGS] & IF) and not R[INHIBIT_IRQ] and cpu.irq_pending():
+            R[HALTED] = 0
+            self._take_interrupt(cpu.irq_acknowledge())
+        if R[HALTED]:
+            cpu.event = True
+            return "hlt"
+        if R[INHIBIT_IRQ] or (R[EFLAGS] & TF) or cpu.nmi_pending:
+            cpu.event = True
+        elif cpu.irq_pending() and (R[EFLAGS] & IF):
+            cpu.event = True
+        return None
+
+    def _take_interrupt(self, vector):
+        cpu = self.cpu
+        cpu.counters["interrupts"] += 1
+        try:
+            cpu.deliver(vector, None, "external")
+        except CPUFault as e:
+            interrupts.raise_exception(cpu, e)
