@@ -340,16 +340,25 @@ def _kind(addr):
     return "none"
 
 
+def _initial_model():
+    p = _model_layout()
+    out = bytearray()
+    for a in range(0x11000 + 16):
+        k = _kind(a)
+        out.append(p.peek(a, 1) if k in ("rom", "ram") else 0 if k == "mmio" else 0xFF)
+    return bytes(out)
+
+
+_INITIAL = _initial_model()
+
+
 @given(st.lists(st.tuples(st.integers(0, 0x11000), st.sampled_from([1, 2, 4, 8]),
                           st.integers(0, (1 << 64) - 1), st.booleans()),
                 max_size=40))
 @settings(max_examples=150, deadline=None)
 def test_against_byte_model(ops):
     p = _model_layout()
-    model = {}
-    for a in range(0x11000 + 16):
-        k = _kind(a)
-        model[a] = (p.peek(a, 1) if k in ("rom", "ram") else 0 if k == "mmio" else 0xFF)
+    model = bytearray(_INITIAL)
     for addr, size, value, is_write in ops:
         if is_write:
             p.write(addr, size, value)

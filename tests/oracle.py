@@ -1,0 +1,744 @@
+"""Unicorn as a differential-testing oracle for one instruction or a short sequence.
+
+Usage::
+
+    from tests.layout import PROT32_PAGED as L
+    from tests.oracle import UnicornOracle, assemble
+
+    o = UnicornOracle(L)                         # build once (~ms), reuse
+    r = o.run("add al, bl", regs=dict(eax=0x7f, ebx=1))
+    r.eax, r.eflags, r.eip, r.writes, r.exception
+    r = o.run(code_bytes, mem=[(L.data_lin[0], b"...")], count=3)
+
+Every ``run`` starts again from the layout's initial state (registers, RAM
+images, TLB, translated code); nothing leaks from one run to the next.
+
+run(code, regs=None, mem=None, phys_mem=None, count=1, code_lin=None)
+    code      bytes, or assembler text (assembled with ``assemble`` for the
+              layout's mode at ``code_lin``).
+    regs      overrides of ``layout.regs``: GPR names, eip (offset in CS),
+              eflags, cr0/cr3/cr4, segment names (a selector int or a Seg -
+              Unicorn reloads the descriptor from the GDT/real-mode rule;
+              for a Seg the hidden parts it loaded are checked against
+              yours), cpl=3 (ring 3, see below).  ``layout.ring3_regs`` is a
+              ready-made ring-3 override for PROT32_PAGED.
+    mem       list of (LINEAR address, bytes), written through the page
+              tables as they stand after ``phys_mem`` is applied.
+    phys_mem  list of (PHYSICAL address, bytes), written first.
+    count     instructions to execute (Unicorn's count: each iteration of a
+              REP string instruction counts as one!); None = run until EIP
+              reaches the end of the code.  A run always stops at the end of
+              the code, at the first exception, at HLT, or after ``timeout_us``.
+returns a ``Result``:
+    .regs     dict eax..edi, eip, eflags          (also r.eax, r.eip, ...)
+    .sregs    dict es..gs -> selector
+    .hidden   dict es..gs -> Seg(sel, base, limit, attr) read from Unicorn's
+              descriptor cache (attr in state.py format)
+    .cr0 .cr2 .cr3 .cr4 .cpl
+    .writes   list of (linear addr, size, value) from UC_HOOK_MEM_WRITE, in
+              order, one entry per access as Unicorn performs it (see quirks:
+              page-crossing and some helper writes are split into bytes)
+    .exception  None or Exc(vector, error_code, trap):
+              error_code is None in real mode and for vectors that push none;
+              trap=True for INT n / INT3 / INTO (EIP = next instruction).
+    .stop     'end' | 'count' | 'exception' | 'hlt' | 'timeout' | 'error: ...'
+    The registers of a run that ended in an exception are the state at the
+    exception - exactly what the CPU would push: EIP is the faulting
+    instruction (a fault) or the next one (a trap); no register of the
+    faulting instruction has been committed; EFLAGS are those before it.
+
+How exceptions are recovered (and what the emulator side must match)
+--------------------------------------------------------------------
+Unicorn 2.1.4 does NOT deliver exceptions through the IDT/IVT: a CPU
+exception (or INT n) is reported to the UC_HOOK_INTR callback with the
+vector only, before any delivery, and if the callback returns Unicorn merely
+moves EIP on.  The oracle's hook records the vector and stops emulation.  The
+error code, "is a software interrupt" and the next-EIP of a trap are not
+exposed through Unicorn's API; the oracle reads them from the CPU context
+(``uc_context_save`` bytes = a copy of QEMU's CPUX86State: ``error_code``,
+``exception_is_int``, ``exception_next_eip``).  Their offsets are calibrated
+when the first oracle is built, with faults whose error codes are known
+(``mov ds, ax`` with a selector beyond the GDT limit raises #GP(selector)),
+so a different Unicorn build cannot silently give wrong codes.
+The layouts nevertheless install a complete IDT (PROT32_PAGED) / IVT (REAL16)
+whose vectors lead to HLT stubs at ``layout.handler_lin(v)``: that is for the
+emulator, which delivers exceptions for real.  The emulator side recovers
+vector = layout.vector_of(EIP at the stub), error code = the dword on top of
+the handler's stack (vectors 8, 10-14, 17 in protected mode), and the
+pre-exception state from the frame (EIP, CS, EFLAGS; ESP = frame + size),
+and reports the same Result.
+
+Unicorn 2.1.4 quirks found (x86, UC_MODE_16 / UC_MODE_32)
+---------------------------------------------------------
+State and API
+  Q1  No IDT/IVT delivery (above).  Consequences: the INT n gate DPL check
+      (#GP(n*8+2) when DPL < CPL) never happens - ``int 0x21`` at ring 3
+      reports vector 0x21; no stack frame, no CS/EFLAGS change, TF/IF not
+      cleared; the error code is only in the CPU context.
+  Q2  After an exception is caught Unicorn keeps QEMU's ``old_exception``:
+      the next #PF/contributory fault in a LATER emu_start becomes #DF (8),
+      and a third one a triple fault.  The oracle restores a pristine CPU
+      context before every run, which clears it.
+  Q3  Writing a segment register in protected mode goes through a check
+      (uc_check_cpu_x86_load_seg) and a descriptor load from the GDT (at a
+      LINEAR address: enable paging first).  SS can only be loaded with
+      RPL = DPL = CPL, and CPL is taken from SS.DPL, so ring 3 cannot be
+      entered by register writes.  The oracle executes an ``iretd`` from a
+      ring-0 trampoline (uncaptured) to reach ring 3, then loads DS/ES/FS/GS.
+  Q4  GDTR/IDTR/LDTR/TR are written as (selector, base, limit, flags) where
+      flags is QEMU's raw format = attr << 8 (descriptor high dword bits
+      8-23), not the access byte.  TR/LDTR writes are taken verbatim, not
+      checked against the GDT.
+  Q5  Hidden segment parts cannot be read or written through the API; the
+      oracle reads them from the context (QEMU SegmentCache: selector, base,
+      limit, flags) -> ``Result.hidden``.
+  Q6  Real mode: every segment written by reg_write gets flags P|S|W|A =
+      attr 0x0093, CS included (state.py says CS = 0x009B after reset).
+      Compare real-mode CS attr with a mask.
+  Q7  EFLAGS writes are not sanitised: writing 0xFFFFFFFF reads back
+      0xFFFFFFFF (reserved bits 3, 5, 15, 22-31 and VM/RF accepted).  Keep
+      overrides architectural (bit 1 set, reserved bits clear).
+  Q8  UC_MODE_32 starts with CR0 = PE|ET (0x11) and CR4 = 0x50200
+      (OSFXSR|FSGSBASE|OSXSAVE); UC_MODE_16 with CR0 = CR4 = 0.  The oracle
+      writes CR4 = layout value (PSE only), so SSE instructions #UD.
+  Q9  ``count`` is implemented with a code hook: each iteration of a REP
+      string instruction is one "instruction"; use count=None for REP tests.
+  Q10 Translated code is not invalidated when RAM is changed behind
+      Unicorn's back (the oracle maps RAM with mem_map_ptr); the oracle
+      flushes the translation cache before every run.
+  Q11 The TLB is not part of the saved context: the oracle rewrites CR3 (a
+      TLB flush) on every run after restoring the context.
+  Q12 A/D bits of PDEs/PTEs and descriptor accessed bits are written by
+      Unicorn without any UC_HOOK_MEM_WRITE callback.  The layouts preset
+      them so that no such write happens unless a test clears them.
+  Q13 The EIP QEMU moves to after a caught fault (exception_next_eip) is
+      computed before the restore of the guest state and can be stale; the
+      oracle takes EIP inside the hook instead (exact for faults), and
+      exception_next_eip only for software interrupts.
+Architectural differences (QEMU TCG behaviour vs the SDM), for the mask table
+  A1  Segment limits are not checked for data accesses in protected mode:
+      ``mov eax, [0x1000]`` with DS limit 0xFFF reads; the SDM says #GP(0).
+  A2  Real mode: word/dword accesses at offset 0xFFFF (and 32-bit-address
+      offsets > 0xFFFF) do not fault; the SDM says #GP / #SS.
+  A3  See ``find_flag_quirks.md``-style list at the end of this docstring,
+      produced by tests/test_oracle_selfcheck.py::test_document_flag_quirks.
+"""
+import ctypes
+import mmap
+import re
+import struct
+from collections import namedtuple
+
+import numpy as np
+from unicorn import (Uc, UcError, UC_ARCH_X86, UC_MODE_16, UC_MODE_32,
+                     UC_HOOK_INTR, UC_HOOK_MEM_WRITE, UC_PROT_ALL)
+from unicorn import x86_const as X
+
+from tests.layout import GPRS, SEGS, Seg, PTE_P, PTE_PS, CR4_PSE, CR0_PG
+
+Exc = namedtuple("Exc", "vector error_code trap")
+
+# Vectors that push an error code in protected mode (same as emu.cpu.faults).
+HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17})
+
+_GPR_IDS = {
+    "eax": X.UC_X86_REG_EAX, "ecx": X.UC_X86_REG_ECX, "edx": X.UC_X86_REG_EDX,
+    "ebx": X.UC_X86_REG_EBX, "esp": X.UC_X86_REG_ESP, "ebp": X.UC_X86_REG_EBP,
+    "esi": X.UC_X86_REG_ESI, "edi": X.UC_X86_REG_EDI,
+}
+_SEG_IDS = {
+    "es": X.UC_X86_REG_ES, "cs": X.UC_X86_REG_CS, "ss": X.UC_X86_REG_SS,
+    "ds": X.UC_X86_REG_DS, "fs": X.UC_X86_REG_FS, "gs": X.UC_X86_REG_GS,
+}
+_READ_IDS = ([_GPR_IDS[n] for n in GPRS] + [X.UC_X86_REG_EIP, X.UC_X86_REG_EFLAGS]
+             + [_SEG_IDS[n] for n in SEGS]
+             + [X.UC_X86_REG_CR0, X.UC_X86_REG_CR2, X.UC_X86_REG_CR3, X.UC_X86_REG_CR4])
+
+
+class OracleError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Offsets inside Unicorn's saved context (a copy of QEMU's CPUX86State)
+# --------------------------------------------------------------------------
+class _CtxLayout:
+    """Byte offsets inside ``bytes(uc.context_save())``; found at run time."""
+    env = None          # start of CPUX86State (after Unicorn's uc_context header)
+    hflags = None       # env + 176
+    segs = None         # env + 184, 6 x SegmentCache {u32 sel; u64 base; u32 limit; u32 flags}
+    error_code = None   # calibrated (env + 5384 in 2.1.4)
+    is_int = None       # error_code + 4
+    next_eip = None     # error_code + 8 (u64)
+    calibrated = False
+
+
+_CTX = _CtxLayout()
+SEGCACHE_SIZE = 24
+
+
+def _ctx_seg(ctx, i):
+    sel, base, limit, flags = struct.unpack_from("<I4xQII", ctx, _CTX.segs + SEGCACHE_SIZE * i)
+    return Seg(sel & 0xFFFF, base & 0xFFFFFFFF, limit, (flags >> 8) & 0xF0FF)
+
+
+class Result:
+    __slots__ = ("regs", "sregs", "hidden", "cr0", "cr2", "cr3", "cr4", "cpl",
+                 "writes", "exception", "stop")
+
+    def __getattr__(self, name):
+        regs = object.__getattribute__(self, "regs")
+        if name in regs:
+            return regs[name]
+        raise AttributeError(name)
+
+    @property
+    def vector(self):
+        return None if self.exception is None else self.exception.vector
+
+    @property
+    def error_code(self):
+        return None if self.exception is None else self.exception.error_code
+
+    def __repr__(self):
+        r = " ".join("%s=%08x" % (k, v) for k, v in self.regs.items())
+        s = " ".join("%s=%04x" % (k, v) for k, v in self.sregs.items())
+        return "<Result stop=%s exc=%s %s %s cr2=%08x writes=%s>" % (
+            self.stop, self.exception, r, s, self.cr2,
+            [(hex(a), n, hex(v)) for a, n, v in self.writes])
+
+
+class UnicornOracle:
+    """One Unicorn instance set up as ``layout``; ``run`` resets it each time."""
+
+    TRAMP_PHYS = 0x5000          # PROT32: ring-3 trampoline (iretd) in the system region
+
+    def __init__(self, layout, timeout_us=2_000_000):
+        self.L = layout
+        self.timeout_us = timeout_us
+        self.mode = layout.mode
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_16 if layout.mode == 16 else UC_MODE_32)
+        # RAM: our own page-aligned buffer, mapped at physical 0
+        self._mm = mmap.mmap(-1, layout.ram_size)
+        self.ram = np.frombuffer(self._mm, dtype=np.uint8)
+        self._ram_addr = ctypes.addressof(ctypes.c_char.from_buffer(self._mm))
+        self.uc.mem_map_ptr(0, layout.ram_size, UC_PROT_ALL, self._ram_addr)
+        base = np.frombuffer(bytes(layout.initial_ram()), dtype=np.uint8).copy()
+        self._always = set()             # pages restored before every run
+        for addr, data in layout.images:
+            self._always.update(range(addr >> 12, (addr + len(data) + 0xFFF) >> 12))
+        if layout.paging:
+            base[self.TRAMP_PHYS] = 0xCF                     # iretd
+            self._always.add(self.TRAMP_PHYS >> 12)
+            self._always.add(layout.kstack_phys >> 12)
+        self.base = base
+        self.ram[:] = base
+        self._dirty = set()
+        self._writes = []
+        self._exc = None
+        self._capture = False
+        self.uc.hook_add(UC_HOOK_MEM_WRITE, self._on_write)
+        self.uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        self._setup()
+        self._ctx0 = self.uc.context_save()
+        if not _CTX.calibrated:
+            self._calibrate()
+        self._check_initial()
+
+    # -- setup ---------------------------------------------------------------
+    def _setup(self):
+        uc, r = self.uc, self.L.regs
+        uc.reg_write(X.UC_X86_REG_GDTR, (0, r["gdtr"][0], r["gdtr"][1], 0))
+        uc.reg_write(X.UC_X86_REG_IDTR, (0, r["idtr"][0], r["idtr"][1], 0))
+        uc.reg_write(X.UC_X86_REG_CR4, r["cr4"])
+        uc.reg_write(X.UC_X86_REG_CR3, r["cr3"])
+        uc.reg_write(X.UC_X86_REG_CR0, r["cr0"])
+        got = (uc.reg_read(X.UC_X86_REG_CR0), uc.reg_read(X.UC_X86_REG_CR3),
+               uc.reg_read(X.UC_X86_REG_CR4))
+        if got != (r["cr0"], r["cr3"], r["cr4"]):
+            raise OracleError("%s: CR0/CR3/CR4 read back as %s" % (self.L.name,
+                              [hex(x) for x in got]))
+        if self.L.paging:
+            for sreg in ("ldtr", "tr"):
+                s = r[sreg]
+                uc.reg_write(X.UC_X86_REG_TR if sreg == "tr" else X.UC_X86_REG_LDTR,
+                             (s.sel, s.base, s.limit, s.attr << 8))
+        for name in SEGS:                 # CS too: Unicorn reloads from the GDT
+            uc.reg_write(_SEG_IDS[name], r[name].sel)
+        for name in GPRS:
+            uc.reg_write(_GPR_IDS[name], r[name])
+        uc.reg_write(X.UC_X86_REG_EFLAGS, r["eflags"])
+
+    def _check_initial(self):
+        """The state Unicorn built must be the layout's, hidden parts included."""
+        ctx = bytes(self._ctx0)
+        for i, name in enumerate(SEGS):
+            want, got = self.L.regs[name], _ctx_seg(ctx, i)
+            if self.mode == 16 and name == "cs":
+                want = want._replace(attr=0x0093)          # quirk Q6
+            if got != want:
+                raise OracleError("%s: Unicorn loaded %s as %s, layout says %s"
+                                  % (self.L.name, name, got, want))
+        if self.L.paging:
+            # translation really is on and uses our tables
+            pa = self._vmem_translate(self.L.data_lin[0])
+            if pa != self.L.lin_to_phys(self.L.data_lin[0]):
+                raise OracleError("paging check failed: data_lin -> %r" % pa)
+
+    def _vmem_translate(self, lin):
+        from unicorn.unicorn_py3.unicorn import uclib
+        out = ctypes.c_uint64()
+        fn = uclib.uc_vmem_translate
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                       ctypes.POINTER(ctypes.c_uint64)]
+        err = fn(self.uc._uch, lin, 1, ctypes.byref(out))     # UC_PROT_READ
+        return None if err else out.value
+
+    def _calibrate(self):
+        """Find CPUX86State fields inside Unicorn's context bytes (quirk Q1/Q5)."""
+        uc = self.uc
+        uc.context_restore(self._ctx0)
+        uc.reg_write(X.UC_X86_REG_EAX, 0x5A5A1234)
+        uc.reg_write(X.UC_X86_REG_ECX, 0xA5A56789)
+        ctx = bytes(uc.context_save())
+        env = ctx.find(struct.pack("<QQ", 0x5A5A1234, 0xA5A56789))
+        if env < 0:
+            raise OracleError("cannot find CPUX86State in Unicorn's context")
+        _CTX.env, _CTX.hflags, _CTX.segs = env, env + 176, env + 184
+        sels = [uc.reg_read(_SEG_IDS[n]) for n in SEGS]
+        if [_ctx_seg(ctx, i).sel for i in range(6)] != sels:
+            raise OracleError("unexpected CPUX86State layout (segment caches)")
+        if self.mode != 32:
+            # error codes need protected mode: calibrate with a PROT32 machine
+            from tests.layout import PROT32_PAGED
+            UnicornOracle(PROT32_PAGED)
+            uc.context_restore(self._ctx0)
+            return
+        # --- error_code: two #GPs with known codes (selector beyond GDT limit)
+        probe = b"\x8e\xd8"                                  # mov ds, ax
+        cands = None
+        for sel in (0x0FF8, 0x0FF0, 0x7FF8):
+            snaps = []
+            self._probe(probe, dict(eax=sel), snaps)
+            if not snaps or snaps[0][0] != 13:
+                raise OracleError("calibration: mov ds, 0x%x gave %r" % (sel, snaps))
+            ctx = snaps[0][1]
+            hits = {o for o in range(_CTX.segs + 6 * SEGCACHE_SIZE, len(ctx) - 4, 4)
+                    if struct.unpack_from("<i", ctx, o)[0] == sel}
+            cands = hits if cands is None else cands & hits
+        if len(cands) != 1:
+            raise OracleError("calibration: error_code offset ambiguous: %s" % sorted(cands))
+        ec = cands.pop()
+        _CTX.error_code, _CTX.is_int, _CTX.next_eip = ec, ec + 4, ec + 8
+        # --- is_int / next_eip: INT 0x21 is a software interrupt
+        snaps = []
+        self._probe(b"\xcd\x21", {}, snaps)
+        ctx = snaps[0][1]
+        isint, neip = struct.unpack_from("<iQ", ctx, _CTX.is_int)[0], \
+            struct.unpack_from("<Q", ctx, _CTX.next_eip)[0]
+        if snaps[0][0] != 0x21 or isint != 1 or neip != self.L.code_lin + 2:
+            raise OracleError("calibration: exception_is_int/next_eip not where expected")
+        _CTX.calibrated = True
+        uc.context_restore(self._ctx0)
+
+    def _probe(self, code, regs, out):
+        """Run ``code`` raw, capturing (vector, context bytes) from the hook."""
+        self._probe_out = out
+        try:
+            self.run(code, regs=regs, count=1)
+        finally:
+            self._probe_out = None
+
+    _probe_out = None
+
+    # -- hooks ---------------------------------------------------------------
+    def _on_write(self, uc, access, address, size, value, user_data):
+        if not self._capture:
+            return
+        self._writes.append((address, size, value & ((1 << (8 * size)) - 1)))
+        for a in (address, address + size - 1):
+            pa = self._live_translate(a)
+            if pa is not None:
+                self._dirty.add(pa >> 12)
+            else:
+                self._dirty_unknown = True
+
+    def _on_intr(self, uc, intno, user_data):
+        if self._capture:
+            eip = uc.reg_read(X.UC_X86_REG_EIP)
+            ctx = bytes(uc.context_save())
+            if self._probe_out is not None:
+                self._probe_out.append((intno, ctx))
+            if _CTX.error_code is not None:
+                ec, is_int, neip = struct.unpack_from("<iiQ", ctx, _CTX.error_code)
+            else:
+                ec, is_int, neip = None, 0, eip
+            if is_int:
+                eip = neip & 0xFFFFFFFF
+            code = None
+            if self.L.paging and intno in HAS_ERROR_CODE and not is_int and ec is not None:
+                code = ec & 0xFFFFFFFF
+            self._exc = (Exc(intno, code, bool(is_int)), eip)
+        else:
+            self._exc = (Exc(intno, None, False), uc.reg_read(X.UC_X86_REG_EIP))
+        uc.emu_stop()
+
+    def _live_translate(self, lin):
+        """lin -> phys with the page tables now in RAM (None if not mapped)."""
+        if not self.L.paging:
+            return lin & 0xFFFFFFFF
+        cr0 = self.uc.reg_read(X.UC_X86_REG_CR0)
+        if not cr0 & CR0_PG:
+            return lin & 0xFFFFFFFF
+        cr3 = self.uc.reg_read(X.UC_X86_REG_CR3) & 0xFFFFF000
+        cr4 = self.uc.reg_read(X.UC_X86_REG_CR4)
+        ram = self._mm
+        try:
+            pde = struct.unpack_from("<I", ram, cr3 + 4 * (lin >> 22))[0]
+            if not pde & PTE_P:
+                return None
+            if pde & PTE_PS and cr4 & CR4_PSE:
+                return (pde & 0xFFC00000) | (lin & 0x3FFFFF)
+            pte = struct.unpack_from("<I", ram, (pde & 0xFFFFF000) + 4 * ((lin >> 12) & 0x3FF))[0]
+        except struct.error:
+            return None
+        if not pte & PTE_P:
+            return None
+        return (pte & 0xFFFFF000) | (lin & 0xFFF)
+
+    # -- memory --------------------------------------------------------------
+    def _restore_ram(self):
+        if getattr(self, "_dirty_unknown", False):
+            diff = np.flatnonzero((self.ram != self.base).reshape(-1, 4096).any(axis=1))
+            self._dirty.update(int(p) for p in diff)
+            self._dirty_unknown = False
+        for p in self._dirty | self._always:
+            a = p << 12
+            self.ram[a:a + 4096] = self.base[a:a + 4096]
+        self._dirty = set()
+
+    def _write_phys(self, addr, data):
+        if addr < 0 or addr + len(data) > self.L.ram_size:
+            raise OracleError("physical write 0x%x+%d outside RAM" % (addr, len(data)))
+        self.ram[addr:addr + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
+        self._dirty.update(range(addr >> 12, (addr + len(data) + 0xFFF) >> 12))
+
+    def _write_lin(self, lin, data):
+        data = bytes(data)
+        while data:
+            n = min(len(data), 0x1000 - (lin & 0xFFF))
+            pa = self._live_translate(lin) if self.L.paging else lin
+            if pa is None:
+                raise OracleError("linear 0x%x is not mapped" % lin)
+            self._write_phys(pa, data[:n])
+            lin, data = lin + n, data[n:]
+
+    def read_phys(self, addr, n):
+        return bytes(self.ram[addr:addr + n])
+
+    def read_lin(self, lin, n):
+        """Read guest memory through the CURRENT page tables (after a run)."""
+        out = b""
+        while n:
+            k = min(n, 0x1000 - (lin & 0xFFF))
+            pa = self._live_translate(lin) if self.L.paging else lin
+            if pa is None:
+                raise OracleError("linear 0x%x is not mapped" % lin)
+            out += self.read_phys(pa, k)
+            lin, n = lin + k, n - k
+        return out
+
+    # -- running -------------------------------------------------------------
+    def _enter_ring3(self, regs):
+        """IRET from a ring-0 trampoline into ring 3 (quirk Q3); not captured."""
+        uc, L = self.uc, self.L
+        cs = regs.get("cs", L.ring3_regs["cs"])
+        ss = regs.get("ss", L.ring3_regs["ss"])
+        cs = cs.sel if isinstance(cs, Seg) else cs
+        ss = ss.sel if isinstance(ss, Seg) else ss
+        frame = struct.pack("<5I", L.code_lin, cs, 0x2, regs.get("esp", L.regs["esp"]), ss)
+        esp = L.kstack_top - len(frame)
+        self._write_lin(esp, frame)
+        uc.reg_write(X.UC_X86_REG_ESP, esp)
+        tramp = L.sys_lin + self.TRAMP_PHYS
+        self._exc = None
+        # until-1 must be mapped for ring 3 as well as ring 0 (quirk Q14):
+        # code_lin + 1; count=1 stops right after the iretd anyway.
+        uc.emu_start(tramp, L.code_lin + 1, timeout=self.timeout_us, count=1)
+        if (self._exc is not None or uc.reg_read(X.UC_X86_REG_CS) != cs
+                or uc.reg_read(X.UC_X86_REG_SS) != ss
+                or uc.reg_read(X.UC_X86_REG_CR2) != L.regs["cr2"]):
+            raise OracleError("ring-3 entry failed: cs=%x ss=%x"
+                              % (uc.reg_read(X.UC_X86_REG_CS), uc.reg_read(X.UC_X86_REG_SS)))
+
+    def run(self, code, regs=None, mem=None, phys_mem=None, count=1, code_lin=None):
+        uc, L = self.uc, self.L
+        regs = dict(regs or {})
+        code_lin = L.code_lin if code_lin is None else code_lin
+        if isinstance(code, str):
+            code = assemble(code, self.mode, addr=code_lin)
+        code = bytes(code)
+        self._capture = False
+        self._exc = None
+        self._writes = []
+        # 1. CPU back to the initial context, RAM back to the images
+        uc.context_restore(self._ctx0)
+        self._restore_ram()
+        # 2. memory: physical first, then linear (through the tables now in RAM)
+        for addr, data in phys_mem or ():
+            self._write_phys(addr, data)
+        self._write_lin(code_lin, code)
+        for addr, data in mem or ():
+            self._write_lin(addr, data)
+        # 3. control registers (CR3 always: flushes the TLB, quirk Q11)
+        uc.reg_write(X.UC_X86_REG_CR4, regs.pop("cr4", L.regs["cr4"]))
+        uc.reg_write(X.UC_X86_REG_CR3, regs.pop("cr3", L.regs["cr3"]))
+        if "cr0" in regs:
+            uc.reg_write(X.UC_X86_REG_CR0, regs.pop("cr0"))
+        if "cr2" in regs:
+            uc.reg_write(X.UC_X86_REG_CR2, regs.pop("cr2"))
+        uc.ctl_flush_tb()                                     # quirk Q10
+        # 4. privilege level and segments
+        want_cpl = regs.pop("cpl", None)
+        cs_o = regs.get("cs")
+        cs_rpl = (cs_o.sel if isinstance(cs_o, Seg) else cs_o or 0) & 3
+        if L.paging and (want_cpl == 3 or cs_rpl == 3):
+            self._enter_ring3(regs)
+            regs.pop("cs", None)
+            regs.pop("ss", None)
+            for name in ("ds", "es", "fs", "gs"):
+                regs.setdefault(name, L.ring3_regs[name])
+        seg_check = {}
+        for name in SEGS:
+            if name in regs:
+                v = regs.pop(name)
+                sel = v.sel if isinstance(v, Seg) else v
+                try:
+                    uc.reg_write(_SEG_IDS[name], sel)
+                except UcError as e:
+                    raise OracleError("Unicorn refuses %s=0x%x: %s" % (name, sel, e))
+                if isinstance(v, Seg):
+                    seg_check[name] = v
+        # 5. general registers and flags
+        eip = regs.pop("eip", None)
+        for name in GPRS:
+            if name in regs:
+                uc.reg_write(_GPR_IDS[name], regs.pop(name) & 0xFFFFFFFF)
+        if "eflags" in regs:
+            uc.reg_write(X.UC_X86_REG_EFLAGS, regs.pop("eflags"))
+        if regs:
+            raise OracleError("unknown register overrides: %s" % sorted(regs))
+        if seg_check:
+            ctx = bytes(uc.context_save())
+            for name, want in seg_check.items():
+                got = _ctx_seg(ctx, SEGS.index(name))
+                if got != want:
+                    raise OracleError("%s loaded as %s, override says %s" % (name, got, want))
+        # 6. go
+        cs_base = _ctx_seg(bytes(uc.context_save()), 1).base if eip is not None else 0
+        begin = (cs_base + eip) if eip is not None else code_lin
+        end = code_lin + len(code)
+        self._capture = True
+        stop = None
+        try:
+            uc.emu_start(begin, end, timeout=self.timeout_us, count=count or 0)
+        except UcError as e:
+            stop = "error: %s" % e
+        finally:
+            self._capture = False
+        return self._result(stop, end, count)
+
+    def _result(self, stop, end, count):
+        uc = self.uc
+        vals = uc.reg_read_batch(_READ_IDS)
+        res = Result()
+        res.regs = dict(zip(GPRS + ("eip", "eflags"), vals[:10]))
+        res.sregs = dict(zip(SEGS, vals[10:16]))
+        res.cr0, res.cr2, res.cr3, res.cr4 = vals[16:20]
+        ctx = bytes(uc.context_save())
+        res.hidden = {n: _ctx_seg(ctx, i) for i, n in enumerate(SEGS)}
+        res.cpl = struct.unpack_from("<I", ctx, _CTX.hflags)[0] & 3
+        res.writes = self._writes
+        if self._exc is not None:
+            res.exception, res.regs["eip"] = self._exc
+            res.stop = "exception"
+        else:
+            res.exception = None
+            lin_eip = res.hidden["cs"].base + res.regs["eip"]
+            if stop is not None:
+                res.stop = stop
+            elif lin_eip == end:
+                res.stop = "end"
+            elif count and self._ends_in_hlt(lin_eip):
+                res.stop = "hlt"
+            elif count:
+                res.stop = "count"
+            else:
+                res.stop = "hlt" if self._ends_in_hlt(lin_eip) else "timeout"
+        return res
+
+    def _ends_in_hlt(self, lin_eip):
+        try:
+            return self.read_lin(lin_eip - 1, 1) == b"\xf4"
+        except OracleError:
+            return False
+
+
+# --------------------------------------------------------------------------
+# Assembling and disassembling
+# --------------------------------------------------------------------------
+class AssembleError(Exception):
+    pass
+
+
+_KS = {}
+_CS = {}
+
+
+def _ks(mode):
+    if mode not in _KS:
+        import keystone
+        _KS[mode] = keystone.Ks(keystone.KS_ARCH_X86,
+                                keystone.KS_MODE_16 if mode == 16 else keystone.KS_MODE_32)
+    return _KS[mode]
+
+
+def _cs(mode):
+    if mode not in _CS:
+        import capstone
+        md = capstone.Cs(capstone.CS_ARCH_X86,
+                         capstone.CS_MODE_16 if mode == 16 else capstone.CS_MODE_32)
+        md.detail = True
+        _CS[mode] = md
+    return _CS[mode]
+
+
+def disasm(code, mode, addr=0):
+    """List of (address, bytes, 'mnemonic op_str') decoded by capstone."""
+    md = _cs(mode)
+    return [(i.address, bytes(i.bytes), ("%s %s" % (i.mnemonic, i.op_str)).strip())
+            for i in md.disasm(bytes(code), addr)]
+
+
+# Instructions whose stack width / far-pointer size keystone 0.9.2 gets wrong
+# by adding an operand-size prefix nobody asked for (found by comparing with
+# capstone): retf / ret imm / call rel in 16-bit mode, ljmp ptr16:32 / iret /
+# push+pop of ES CS SS DS / pushf / popf / lgdt / sgdt in 32-bit mode, ...
+_WIDTH_SENSITIVE_1 = {0x06, 0x07, 0x0E, 0x16, 0x17, 0x1E, 0x1F, 0x60, 0x61, 0x68, 0x6A,
+                      0x9A, 0x9C, 0x9D, 0xC2, 0xC3, 0xC8, 0xC9, 0xCA, 0xCB, 0xCF,
+                      0xE8, 0xEA}
+_WIDTH_SENSITIVE_0F = {0xA0, 0xA1, 0xA8, 0xA9}
+_SIZE_WORDS_16 = re.compile(r"\b(e[abcd]x|e[sd]i|e[sb]p|dword|fword|pushfd|popfd|pushad|popad|iretd|"
+                            r"o32)\b", re.I)
+_SIZE_WORDS_32 = re.compile(r"\b([abcd]x|[sd]i|[sb]p|word|o16)\b", re.I)
+_DATA = re.compile(r"^\s*(db|\.byte)\s+(.*)$", re.I)
+_LABEL = re.compile(r"^\s*[A-Za-z_.$][\w.$]*\s*:\s*")
+
+
+def _statements(asm):
+    out = []
+    for line in asm.replace("\n", ";").split(";"):
+        line = line.split("#")[0].strip()
+        while True:
+            m = _LABEL.match(line)
+            if not m:
+                break
+            line = line[m.end():].strip()
+        if line:
+            out.append(line)
+    return out
+
+
+def _width_sensitive(insn):
+    b = bytes(insn.bytes)
+    i = 0
+    while i < len(b) and b[i] in (0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65):
+        i += 1
+    if 0x66 not in b[:i] or i >= len(b):
+        return False
+    op = b[i]
+    if op in _WIDTH_SENSITIVE_1:
+        return True
+    if op == 0x0F and i + 1 < len(b):
+        if b[i + 1] in _WIDTH_SENSITIVE_0F:
+            return True
+        if b[i + 1] == 0x01 and i + 2 < len(b) and ((b[i + 2] >> 3) & 7) in (0, 1, 2, 3):
+            return True                                    # sgdt sidt lgdt lidt
+    if op == 0xFF and i + 1 < len(b) and ((b[i + 1] >> 3) & 7) in (2, 3, 4, 5, 6):
+        return True                                        # call/jmp near+far, push
+    return False
+
+
+def assemble(asm, mode, addr=0, check=True):
+    """Assemble Intel-syntax ``asm`` for a 16- or 32-bit code segment.
+
+    Statements are separated by newlines or ';'.  ``db a, b, ...`` emits
+    raw bytes (translated to keystone's ``.byte``).  With ``check`` the output
+    is decoded with capstone statement by statement and rejected when:
+      * capstone cannot decode it, or it does not consume exactly the bytes;
+      * keystone added an operand-size prefix (0x66) to a stack-width or
+        far-transfer instruction the source did not size explicitly (its
+        0.9.2 bugs: 16-bit ``retf``/``ret n``/``call rel``/``push imm``,
+        32-bit ``ljmp``/``iret``/``push ds``/``pushf``/``lgdt`` ...);
+      * in 16-bit mode a memory operand holds an absolute address > 0xFFFF
+        without an address-size prefix (keystone truncates it silently).
+    Work around with ``db`` bytes or the helpers far_jmp/far_call/retf.
+    """
+    stmts = _statements(asm)
+    src = []
+    for s in stmts:
+        m = _DATA.match(s)
+        src.append(".byte " + m.group(2) if m else s)
+    try:
+        enc, _ = _ks(mode).asm("\n".join(src), addr)
+    except Exception as e:           # keystone.KsError
+        raise AssembleError("keystone (%d-bit) rejects %r: %s" % (mode, asm, e)) from None
+    code = bytes(enc or b"")
+    if not check:
+        return code
+    md = _cs(mode)
+    off = 0
+    for s in src:
+        if s.startswith(".byte"):
+            n = len([x for x in s[5:].split(",") if x.strip()])
+            off += n
+            continue
+        if s.startswith("."):
+            raise AssembleError("directive %r: use check=False" % s)
+        insns = list(md.disasm(code[off:], addr + off, 1))
+        if not insns:
+            raise AssembleError("capstone cannot decode keystone's output for %r: %s"
+                                % (s, code[off:off + 16].hex()))
+        insn = insns[0]
+        words = _SIZE_WORDS_16 if mode == 16 else _SIZE_WORDS_32
+        if _width_sensitive(insn) and not words.search(s):
+            raise AssembleError(
+                "keystone mis-assembles %r in %d-bit mode as %s (%s %s): an operand-size "
+                "prefix changes its stack/far-pointer width; emit it with db"
+                % (s, mode, bytes(insn.bytes).hex(), insn.mnemonic, insn.op_str))
+        if mode == 16 and "[" in s and 0x67 not in bytes(insn.bytes)[:4]:
+            inside = s[s.index("["):]
+            for num in re.findall(r"0x[0-9a-f]+|\b\d+\b", inside, re.I):
+                if int(num, 0) > 0xFFFF:
+                    raise AssembleError("keystone truncates the address in %r to 16 bits (%s); "
+                                        "use db" % (s, bytes(insn.bytes).hex()))
+        off += insn.size
+    if off != len(code):
+        raise AssembleError("statements of %r do not cover keystone's %d bytes (%d)"
+                            % (asm, len(code), off))
+    return code
+
+
+def far_jmp(sel, off, mode):
+    """JMP ptr16:16/32 (EA) bytes for a code segment of ``mode`` bits."""
+    return b"\xea" + struct.pack("<H" if mode == 16 else "<I", off) + struct.pack("<H", sel)
+
+
+def far_call(sel, off, mode):
+    """CALL ptr16:16/32 (9A) bytes."""
+    return b"\x9a" + struct.pack("<H" if mode == 16 else "<I", off) + struct.pack("<H", sel)
+
+
+def retf(imm=None):
+    """RETF / RETF imm16 with the segment's default operand size."""
+    return b"\xcb" if imm is None else b"\xca" + struct.pack("<H", imm)
