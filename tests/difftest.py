@@ -20,6 +20,7 @@ from tests.emu_side import EmuSide
 
 _ORACLES = {}
 _SIDES = {}
+EXERCISED_ROWS = set()      # opcode-table rows (emu.coverage.row_key) run by both sides
 
 # EFLAGS bits compared: the 6 arithmetic flags, TF IF DF, IOPL, NT, AC, ID.
 # RF (bit 16) is excluded: Unicorn sets it when it stops after a fault.
@@ -53,11 +54,28 @@ def run_both(layout, code, regs=None, mem=None, phys_mem=None, count=1, code_lin
     code_lin = layout.code_lin if code_lin is None else code_lin
     if isinstance(code, str):
         code = assemble(code, layout.mode, addr=code_lin)
+    record_rows(code, layout.mode)
     ro = oracle(layout).run(code, regs=dict(regs or {}), mem=mem, phys_mem=phys_mem,
                             count=count, code_lin=code_lin)
     re_ = emu_side(layout).run(code, regs=dict(regs or {}), mem=mem, phys_mem=phys_mem,
                                count=count, code_lin=code_lin)
     return code, ro, re_
+
+
+def record_rows(code, mode):
+    """Decode ``code`` with emu's decoder and note the table rows it contains."""
+    from emu.cpu.decode import decode
+    from emu.coverage import row_key
+    code = bytes(code)
+    pos = 0
+    while pos < len(code):
+        try:
+            ins = decode(lambda i: code[i] if i < len(code) else 0x90, pos, mode == 32)
+        except Exception:
+            pos += 1
+            continue
+        EXERCISED_ROWS.add(row_key(ins.row))
+        pos = ins.next_eip
 
 
 def differences(layout, ro, re_, flags_mask=0, compare_mem=True, ring3=False):

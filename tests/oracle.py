@@ -184,7 +184,7 @@ def _ctx_seg(ctx, i):
 
 class Result:
     __slots__ = ("regs", "sregs", "hidden", "cr0", "cr2", "cr3", "cr4", "cpl",
-                 "writes", "exception", "stop")
+                 "writes", "phys_writes", "exception", "stop")
 
     def __getattr__(self, name):
         regs = object.__getattribute__(self, "regs")
@@ -353,15 +353,14 @@ class UnicornOracle:
 
     # -- hooks ---------------------------------------------------------------
     def _on_write(self, uc, access, address, size, value, user_data):
+        # Unicorn 2.1 reports the PHYSICAL address of the first byte (quirk Q15)
         if not self._capture:
             return
         self._writes.append((address, size, value & ((1 << (8 * size)) - 1)))
-        for a in (address, address + size - 1):
-            pa = self._live_translate(a)
-            if pa is not None:
-                self._dirty.add(pa >> 12)
-            else:
-                self._dirty_unknown = True
+        if (address & 0xFFF) + size <= 0x1000:
+            self._dirty.add(address >> 12)
+        else:                       # second page's frame is unknown: diff all RAM
+            self._dirty_unknown = True
 
     def _on_intr(self, uc, intno, user_data):
         if self._capture:
@@ -405,6 +404,61 @@ class UnicornOracle:
         if not pte & PTE_P:
             return None
         return (pte & 0xFFFFF000) | (lin & 0xFFF)
+
+    def _reverse_map(self):
+        """(dict ppn -> lowest vpn, [(phys_base, lin_base) of 4 MiB pages]) now."""
+        uc = self.uc
+        cr0, cr3, cr4 = (uc.reg_read(X.UC_X86_REG_CR0), uc.reg_read(X.UC_X86_REG_CR3),
+                         uc.reg_read(X.UC_X86_REG_CR4))
+        if not (self.L.paging and cr0 & CR0_PG):
+            return None
+        cr3 &= 0xFFFFF000
+        if cr3 + 4096 > self.L.ram_size:
+            return {}, []
+        pd = self.ram[cr3:cr3 + 4096].view("<u4")
+        pse = bool(cr4 & CR4_PSE)
+        key = [cr3, pse, pd.tobytes()]
+        tables = []
+        for i in np.flatnonzero(pd & PTE_P):
+            e = int(pd[i])
+            if pse and e & PTE_PS:
+                continue
+            a = e & 0xFFFFF000
+            if a + 4096 <= self.L.ram_size:
+                pt = self.ram[a:a + 4096].view("<u4")
+                tables.append((int(i), pt))
+                key.append(pt.tobytes())
+        key = hash(tuple(key))
+        if self._rmap_key == key:
+            return self._rmap
+        pages, big = {}, []
+        for i in np.flatnonzero(pd & PTE_P):
+            e = int(pd[i])
+            if pse and e & PTE_PS:
+                big.append((e & 0xFFC00000, int(i) << 22))
+        for i, pt in tables:
+            for j in np.flatnonzero(pt & PTE_P):
+                ppn, vpn = int(pt[j]) >> 12, (i << 10) | int(j)
+                if ppn not in pages or vpn < pages[ppn]:
+                    pages[ppn] = vpn
+        self._rmap_key, self._rmap = key, (pages, big)
+        return self._rmap
+
+    _rmap_key = None
+    _rmap = None
+
+    def phys_to_lin(self, phys, rmap=None):
+        """Lowest linear address that maps ``phys`` now (None if none does)."""
+        rmap = self._reverse_map() if rmap is None else rmap
+        if rmap is None:
+            return phys
+        pages, big = rmap
+        vpn = pages.get(phys >> 12)
+        cands = [] if vpn is None else [(vpn << 12) | (phys & 0xFFF)]
+        for pbase, lbase in big:
+            if pbase <= phys < pbase + 0x400000:
+                cands.append(lbase + phys - pbase)
+        return min(cands) if cands else None
 
     # -- memory --------------------------------------------------------------
     def _restore_ram(self):
@@ -558,7 +612,12 @@ class UnicornOracle:
         ctx = bytes(uc.context_save())
         res.hidden = {n: _ctx_seg(ctx, i) for i, n in enumerate(SEGS)}
         res.cpl = struct.unpack_from("<I", ctx, _CTX.hflags)[0] & 3
-        res.writes = self._writes
+        res.phys_writes = self._writes
+        if self._writes:
+            rmap = self._reverse_map()
+            res.writes = [(self.phys_to_lin(a, rmap), n, v) for a, n, v in self._writes]
+        else:
+            res.writes = []
         if self._exc is not None:
             res.exception, res.regs["eip"] = self._exc
             res.stop = "exception"
@@ -632,6 +691,7 @@ _SIZE_WORDS_16 = re.compile(r"\b(e[abcd]x|e[sd]i|e[sb]p|dword|fword|pushfd|popfd
                             r"o32)\b", re.I)
 _SIZE_WORDS_32 = re.compile(r"\b([abcd]x|[sd]i|[sb]p|word|o16)\b", re.I)
 _DATA = re.compile(r"^\s*(db|\.byte)\s+(.*)$", re.I)
+_BARE_STRING_D = re.compile(r"^(?:(rep|repe|repz|repne|repnz)\s+)?(movsd|cmpsd)$", re.I)
 _LABEL = re.compile(r"^\s*[A-Za-z_.$][\w.$]*\s*:\s*")
 
 
@@ -688,7 +748,16 @@ def assemble(asm, mode, addr=0, check=True):
     src = []
     for s in stmts:
         m = _DATA.match(s)
-        src.append(".byte " + m.group(2) if m else s)
+        if m:
+            s = ".byte " + m.group(2)
+        else:
+            m = _BARE_STRING_D.match(s)
+            if m:                      # keystone only knows the SSE movsd/cmpsd
+                pfx = {"rep": [0xF3], "repe": [0xF3], "repz": [0xF3], "repne": [0xF2],
+                       "repnz": [0xF2], None: []}[m.group(1) and m.group(1).lower()]
+                op = 0xA5 if m.group(2).lower() == "movsd" else 0xA7
+                s = ".byte " + ", ".join(str(b) for b in pfx + ([0x66] if mode == 16 else []) + [op])
+        src.append(s)
     try:
         enc, _ = _ks(mode).asm("\n".join(src), addr)
     except Exception as e:           # keystone.KsError

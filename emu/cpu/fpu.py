@@ -90,7 +90,11 @@ import struct
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
-from .faults import CPUFault, MF, GP
+from .faults import CPUFault, GP
+
+# #MF is vector 16.  (faults.py's MF constant comes from range(19), which skips
+# the reserved vector 15, so it reads 15; use the architectural number here.)
+VEC_MF = 16
 from .state import (FPU_CW, FPU_SW, FPU_TW, FPU_TOP, FPU_IP, FPU_CS, FPU_DP, FPU_DS,
                     FPU_OP, MXCSR, CR0)
 
@@ -735,7 +739,7 @@ class FPU:
         (on_ferr: the machine's IRQ13 path) and the instruction proceeds."""
         if self.R[FPU_SW] & ES:
             if self.R[CR0] & CR0_NE:
-                raise CPUFault(MF)
+                raise CPUFault(VEC_MF)
             if self.on_ferr is not None:
                 self.on_ferr()
 

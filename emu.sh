@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# emu's entry point: sets up its own environment on first use, then runs.
+#   ./emu.sh run [args]      boot the default guest (the demonstration kernel)
+#   ./emu.sh test [args]     the test suite (what CI runs)
+#   ./emu.sh test-slow       the long tests (marked slow)
+#   ./emu.sh coverage        opcode rows exercised by the differential tests
+#   ./emu.sh bench           benchmarks/cpu_mips.py
+#   ./emu.sh emu ARGS        any `emu` subcommand
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+venv="$here/.venv"
+py="$venv/bin/python"
+
+need_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+ensure_env() {
+    local stamp="$venv/.installed"
+    if [ -x "$py" ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+        return
+    fi
+    if ! command -v python3 >/dev/null; then
+        echo "emu.sh: installing python3 (apt-get)" >&2
+        need_root apt-get update -qq && need_root apt-get install -y -qq python3 python3-venv >/dev/null
+    fi
+    if [ ! -x "$py" ]; then
+        if ! python3 -m venv "$venv" 2>/dev/null; then
+            echo "emu.sh: installing python3-venv (apt-get)" >&2
+            rm -rf "$venv"
+            need_root apt-get update -qq && need_root apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$venv"
+        fi
+    fi
+    echo "emu.sh: installing emu and its dependencies into .venv (first run)" >&2
+    "$py" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    "$py" -m pip install -q -e ".[test,bench]"
+    touch "$stamp"
+}
+
+cmd="${1:-run}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    run)       ensure_env; exec "$py" -m emu.cli demo "$@" ;;
+    test)      ensure_env; exec "$py" -m pytest -q -p no:cacheprovider "$@" ;;
+    test-slow) ensure_env; exec "$py" -m pytest -q -p no:cacheprovider -m slow "$@" ;;
+    coverage)  ensure_env; exec "$py" -m emu.cli coverage "$@" ;;
+    bench)     ensure_env; exec "$py" benchmarks/cpu_mips.py "$@" ;;
+    emu)       ensure_env; exec "$py" -m emu.cli "$@" ;;
+    *) echo "usage: ./emu.sh run|test|test-slow|coverage|bench|emu ..." >&2; exit 2 ;;
+esac

@@ -1,0 +1,25 @@
+"""Session-wide hooks: opcode coverage of the differential tests."""
+import json
+
+from tests import difftest
+
+
+def pytest_sessionfinish(session, exitstatus):
+    rows = sorted(difftest.EXERCISED_ROWS)
+    if not rows:
+        return
+    try:
+        with open(session.config.rootpath / ".opcode-coverage.json", "w") as f:
+            json.dump({"rows": rows}, f)
+    except OSError:
+        pass
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not difftest.EXERCISED_ROWS:
+        return
+    from emu.coverage import summary
+    impl, hit, missed = summary(difftest.EXERCISED_ROWS)
+    terminalreporter.write_line(
+        "opcode coverage: %d of %d implemented rows exercised by the differential tests"
+        " (./emu.sh coverage lists them)" % (len(hit), len(impl)))
