@@ -112,6 +112,9 @@ class Emu:
             self.set_segment(n, value)
         elif n in _WORDS:
             R[_WORDS[n]] = value & 0xFFFFFFFF
+            if n == "eip":
+                R[S.HALTED] = 0        # an explicit EIP write restarts a halted CPU
+                cpu.event = True
         else:
             raise KeyError("unknown register %r" % name)
 

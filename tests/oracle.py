@@ -131,12 +131,13 @@ from collections import namedtuple
 
 import numpy as np
 from unicorn import (Uc, UcError, UC_ARCH_X86, UC_MODE_16, UC_MODE_32,
-                     UC_HOOK_INTR, UC_HOOK_MEM_WRITE, UC_PROT_ALL)
+                     UC_HOOK_INTR, UC_HOOK_MEM_WRITE, UC_HOOK_CODE, UC_PROT_ALL,
+                     UC_ERR_INSN_INVALID)
 from unicorn import x86_const as X
 
 from tests.layout import GPRS, SEGS, Seg, PTE_P, PTE_PS, CR4_PSE, CR0_PG
 
-Exc = namedtuple("Exc", "vector error_code trap")
+Exc = namedtuple("Exc", "vector error_code soft")
 
 # Vectors that push an error code in protected mode (same as emu.cpu.faults).
 HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17})
@@ -592,15 +593,67 @@ class UnicornOracle:
         cs_base = _ctx_seg(bytes(uc.context_save()), 1).base if eip is not None else 0
         begin = (cs_base + eip) if eip is not None else code_lin
         end = code_lin + len(code)
+        guards = [uc.hook_add(UC_HOOK_CODE, self._on_idiv, begin=a, end=a)
+                  for a in self._scan_idiv32(code, code_lin)]
         self._capture = True
         stop = None
         try:
             uc.emu_start(begin, end, timeout=self.timeout_us, count=count or 0)
         except UcError as e:
-            stop = "error: %s" % e
+            if e.errno == UC_ERR_INSN_INVALID and self._exc is None:   # quirk Q18
+                self._exc = (Exc(6, None, False), uc.reg_read(X.UC_X86_REG_EIP))
+            else:
+                stop = "error: %s" % e
         finally:
             self._capture = False
+            for h in guards:
+                uc.hook_del(h)
         return self._result(stop, end, count)
+
+    # -- IDIV r/m32 guard (quirk Q19) ---------------------------------------------
+    def _scan_idiv32(self, code, code_lin):
+        """Addresses of 32-bit IDIVs in ``code``; remembers their operand."""
+        self._idiv_ops = {}
+        if b"\xf7" not in code:
+            return []
+        import capstone.x86 as CX
+        for insn in _cs(self.mode).disasm(code, code_lin):
+            if insn.id == CX.X86_INS_IDIV and insn.operands[0].size == 4:
+                self._idiv_ops[insn.address] = insn
+        return list(self._idiv_ops)
+
+    def _on_idiv(self, uc, address, size, user_data):
+        """EDX:EAX = 2**63 and divisor -1 would kill the host (SIGFPE): raise #DE."""
+        insn = self._idiv_ops.get(address)
+        if insn is None or not self._capture:
+            return
+        if uc.reg_read(X.UC_X86_REG_EAX) != 0 or uc.reg_read(X.UC_X86_REG_EDX) != 0x80000000:
+            return
+        import capstone.x86 as CX
+        op = insn.operands[0]
+        if op.type == CX.X86_OP_REG:
+            div = uc.reg_read(getattr(X, "UC_X86_REG_" + insn.reg_name(op.reg).upper()))
+        else:
+            m = op.mem
+            ea = m.disp
+            for r, k in ((m.base, 1), (m.index, m.scale)):
+                if r:
+                    ea += k * uc.reg_read(getattr(X, "UC_X86_REG_" + insn.reg_name(r).upper()))
+            ea &= 0xFFFF if insn.addr_size == 2 else 0xFFFFFFFF
+            if m.segment:
+                seg = insn.reg_name(m.segment)
+            elif m.base and insn.reg_name(m.base) in ("esp", "ebp", "sp", "bp"):
+                seg = "ss"
+            else:
+                seg = "ds"
+            base = _ctx_seg(bytes(uc.context_save()), SEGS.index(seg)).base
+            try:
+                div = struct.unpack("<I", self.read_lin((base + ea) & 0xFFFFFFFF, 4))[0]
+            except OracleError:
+                return                              # Unicorn raises the #PF itself
+        if div == 0xFFFFFFFF:
+            self._exc = (Exc(0, None, False), uc.reg_read(X.UC_X86_REG_EIP))
+            uc.emu_stop()
 
     def _result(self, stop, end, count):
         uc = self.uc

@@ -30,8 +30,9 @@ State conventions
   ``set_pointers(ip, cs, opcode, dp, ds)``: EIP offset and CS selector,
   11-bit opcode, operand offset and segment selector.  The real-mode
   environment layouts store 20/32-bit linear addresses computed as
-  ``(selector << 4) + offset``; FLDENV in real mode stores them back as
-  ``selector = (linear >> 4) & 0xF000, offset = linear & 0xFFFF``.
+  ``(selector << 4) + offset``; FLDENV/FRSTOR in real mode store them back
+  as selector 0 and offset = the linear address (so a later real-mode
+  FNSTENV reproduces the image).
 
 Where a double differs from the 80-bit hardware
 -----------------------------------------------
@@ -1535,10 +1536,10 @@ class FPU:
                 lip = (w[3] & 0xFFFF) | (((w[4] >> 12) & 0xF) << 16)
                 ldp = (w[5] & 0xFFFF) | (((w[6] >> 12) & 0xF) << 16)
             R[FPU_OP] = w[4] & 0x7FF
-            R[FPU_IP] = lip & 0xFFFF
-            R[FPU_CS] = (lip >> 4) & 0xF000
-            R[FPU_DP] = ldp & 0xFFFF
-            R[FPU_DS] = (ldp >> 4) & 0xF000
+            R[FPU_IP] = lip
+            R[FPU_CS] = 0
+            R[FPU_DP] = ldp
+            R[FPU_DS] = 0
         elif op32:
             R[FPU_IP] = w[3]
             R[FPU_CS] = w[4] & 0xFFFF

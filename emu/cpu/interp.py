@@ -197,14 +197,15 @@ class Interpreter:
     def run(self, max_insns=None, until=None):
         cpu = self.cpu
         R = cpu.R
-        segs = cpu.segs
         mmu = cpu.mmu
         cache = self.cache
+        cs = cpu.segs[CS]            # the same SegCache object for the CPU's lifetime
         budget = (1 << 62) if max_insns is None else max_insns
         executed = 0
         cpu.last_fault = None
         try:
             while True:
+                # --- slow path: limits, events, block lookup with decode -----------
                 if executed >= budget:
                     return "count"
                 eip = R[EIP]
@@ -220,76 +221,139 @@ class Interpreter:
                         return "until"
                     single = bool(R[INHIBIT_IRQ] or (R[EFLAGS] & TF))
                     R[INHIBIT_IRQ] = 0
-                cs = segs[CS]
                 lin = (cs.base + eip) & 0xFFFFFFFF
-                key = lin | self.mode_key
-                blk = cache.get(key)
-                if blk is None or blk.ppage is None or blk.ppage != mmu.rtlb.get(lin >> 12):
-                    try:
-                        if blk is not None and blk.ppage is not None:
-                            mmu.translate(lin, False, cpu.user, fetch=True)
-                            blk = cache.get(key)
-                            if blk is not None and blk.ppage != mmu.rtlb.get(lin >> 12):
-                                blk = None
-                        else:
-                            blk = None
-                        if blk is None:
-                            blk = self.decode_block(eip, lin, key)
-                    except CPUFault as e:
-                        R[EIP] = eip
-                        if cpu.stop_on_fault:
-                            return self._stop_fault(e)
-                        interrupts.raise_exception(cpu, e)
-                        continue
+                try:
+                    blk = self._lookup(eip, lin)
+                except CPUFault as e:
+                    R[EIP] = eip
+                    if cpu.stop_on_fault:
+                        return self._stop_fault(e)
+                    interrupts.raise_exception(cpu, e)
+                    continue
                 n = blk.n
-                k = n
-                if single:
-                    k = 1
+                k = 1 if single else n
                 if budget - executed < k:
                     k = budget - executed
                 if until is not None and until in blk.eipset:
                     i = blk.eips.index(until)
                     if 0 < i < k:
                         k = i
-                it = iter(blk.fns if k == n else blk.fns[:k])
-                self.cur_block = blk
-                self.cur_iter = it
-                try:
-                    for f in it:
-                        f()
-                except CPUFault as e:
-                    if self.smc_pos is not None:
-                        idx = self.smc_pos - 1
-                        self.smc_pos = None
-                    else:
-                        idx = it.__reduce__()[2] - 1
-                    self.cur_block = self.cur_iter = None
-                    cpu.icount += idx
-                    executed += idx
-                    R[EIP] = blk.eips[idx]
+                done = self._exec(blk, k)
+                executed += done if done >= 0 else ~done
+                if done < 0:                       # a fault was raised
                     if cpu.stop_on_fault:
-                        return self._stop_fault(e)
-                    interrupts.raise_exception(cpu, e)
+                        return self._stop_fault(cpu.last_fault)
+                    interrupts.raise_exception(cpu, cpu.last_fault)
+                    cpu.last_fault = None
                     continue
-                if self.smc_pos is not None:
-                    done = self.smc_pos
-                    self.smc_pos = None
-                    if done < n or blk.falls:
-                        R[EIP] = blk.next_eips[done - 1] if done < n else blk.end_eip
-                elif k < n:
-                    done = k
-                    R[EIP] = blk.next_eips[k - 1]
-                else:
-                    done = n
-                    if blk.falls:
-                        R[EIP] = blk.end_eip
-                cpu.icount += done
-                executed += done
-                if single and (R[EFLAGS] & TF):
-                    self._single_step_trap()
+                if single:
+                    if R[EFLAGS] & TF:
+                        self._single_step_trap()
+                    continue
+                if until is not None:
+                    continue
+                # --- fast path: whole cached blocks while nothing needs attention ---
+                fast_limit = budget - MAX_BLOCK
+                while executed <= fast_limit and not cpu.event:
+                    lin = (cs.base + R[EIP]) & 0xFFFFFFFF
+                    blk = cache.get(lin | self.mode_key)
+                    if blk is None:
+                        break
+                    pp = blk.ppage
+                    if pp is None or pp != mmu.rtlb.get(lin >> 12):
+                        break
+                    it = iter(blk.fns)
+                    self.cur_block = blk
+                    self.cur_iter = it
+                    try:
+                        for f in it:
+                            f()
+                    except CPUFault as e:
+                        idx = self._fault_index(it)
+                        cpu.icount += idx
+                        executed += idx
+                        R[EIP] = blk.eips[idx]
+                        if cpu.stop_on_fault:
+                            return self._stop_fault(e)
+                        interrupts.raise_exception(cpu, e)
+                        break
+                    if self.smc_pos is not None:
+                        n = self._smc_finish(blk, blk.n)
+                    else:
+                        n = blk.n
+                        if blk.falls:
+                            R[EIP] = blk.end_eip
+                    cpu.icount += n
+                    executed += n
         except VMStop:
             self.cur_block = self.cur_iter = None
             raise
+
+    def _lookup(self, eip, lin):
+        """The valid cached block at lin for the current mode, decoding if needed."""
+        mmu = self.cpu.mmu
+        key = lin | self.mode_key
+        blk = self.cache.get(key)
+        if blk is not None and blk.ppage is not None:
+            if blk.ppage == mmu.rtlb.get(lin >> 12):
+                return blk
+            # no fast entry yet, or remapped: translate (fills, or faults)
+            mmu.translate(lin, False, self.cpu.user, fetch=True)
+            blk = self.cache.get(key)
+            if blk is not None and blk.ppage == mmu.rtlb.get(lin >> 12):
+                return blk
+        return self.decode_block(eip, lin, key)
+
+    def _exec(self, blk, k):
+        """Run the first k instructions of blk.  Returns how many retired, or
+        ~retired when one faulted (the fault is left in cpu.last_fault)."""
+        cpu = self.cpu
+        R = cpu.R
+        n = blk.n
+        it = iter(blk.fns if k == n else blk.fns[:k])
+        self.cur_block = blk
+        self.cur_iter = it
+        try:
+            for f in it:
+                f()
+        except CPUFault as e:
+            idx = self._fault_index(it)
+            cpu.icount += idx
+            R[EIP] = blk.eips[idx]
+            cpu.last_fault = e
+            return ~idx
+        if self.smc_pos is not None:
+            done = self._smc_finish(blk, k)
+        elif k < n:
+            done = k
+            R[EIP] = blk.next_eips[k - 1]
+        else:
+            done = n
+            if blk.falls:
+                R[EIP] = blk.end_eip
+        cpu.icount += done
+        return done
+
+    def _fault_index(self, it):
+        """Index, in the running block, of the instruction that raised."""
+        if self.smc_pos is not None:
+            idx = self.smc_pos - 1
+            self.smc_pos = None
+        else:
+            idx = it.__reduce__()[2] - 1
+        self.cur_block = self.cur_iter = None
+        return idx
+
+    def _smc_finish(self, blk, k):
+        """The running block was invalidated by its own store: it stopped after
+        the storing instruction; set EIP to the next one."""
+        done = self.smc_pos
+        self.smc_pos = None
+        if done < blk.n:
+            self.cpu.R[EIP] = blk.next_eips[done - 1]
+        elif blk.falls:
+            self.cpu.R[EIP] = blk.end_eip
+        return done
 
     def _stop_fault(self, e):
         """API mode: report the fault instead of delivering it (EIP = faulting insn)."""

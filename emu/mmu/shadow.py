@@ -406,6 +406,12 @@ class MMU:
         if user_ok:
             sh.pur[vpn] = page
         dirty = info.dirty
+        if dirty:
+            # a D bit "set" in a page table held in ROM was dropped: do not
+            # cache the write right, so that every write walks (and tries) again
+            d_addr = info.pde_addr if info.pte_addr is None else info.pte_addr
+            if kind[d_addr >> 12] != KIND_RAM and not self.phys.peek(d_addr, 4) & paging.D:
+                dirty = False
         sup_w = dirty and info.sup_write
         user_w = dirty and user_ok and info.rw
         if sup_w:
