@@ -6,7 +6,8 @@ controllers through ``irq`` (an object with ``pending()`` -> bool and
 ``acknowledge()`` -> vector), both provided by the machine.
 """
 from .state import (CPUState, views, EIP, EFLAGS, CR0, CR4, CPL, ESP, SS, CS, HALTED, A20,
-                    seg_index, FPU_CW, FPU_TW, MXCSR, LF_OP)
+                    seg_index, FPU_CW, FPU_TW, MXCSR, LF_OP, GDTR_LIMIT, IDTR_LIMIT,
+                    LDTR_LIMIT, LDTR_ATTR, TR_LIMIT, TR_ATTR)
 from .memory import SegCache, make_accessors
 from .flags import materialize, FIXED1, VM
 from .faults import CPUFault, VMStop
@@ -75,6 +76,10 @@ class CPU:
         R[FPU_TW] = 0xFFFF
         R[MXCSR] = 0x1F80
         R[2] = 0x0633    # EDX: family 6 model 3 stepping 3 signature after reset
+        R[GDTR_LIMIT] = R[IDTR_LIMIT] = 0xFFFF
+        R[LDTR_LIMIT] = R[TR_LIMIT] = 0xFFFF
+        R[LDTR_ATTR] = 0x82
+        R[TR_ATTR] = 0x8B
         for s in range(6):
             self.set_seg(s, 0, 0, 0xFFFF, 0x93)
         self.set_seg(CS, 0xF000, 0xFFFF0000, 0xFFFF, 0x9B)

@@ -41,37 +41,39 @@ _SYSENTER = {IA32_SYSENTER_CS: SYSENTER_CS, IA32_SYSENTER_ESP: SYSENTER_ESP,
              IA32_SYSENTER_EIP: SYSENTER_EIP}
 
 
-def clock(cpu):
-    """Instructions retired before the current one (exact inside a block).
+def clock(cpu, eip=None):
+    """Instructions retired before the current one.
 
     The interpreter adds a block's count to cpu.icount only when the block
     ends.  Sensitive instructions (RDTSC, RDMSR, WRMSR ...) always end their
-    block, so when one runs it is the last closure of interp.cur_block and
-    the block's other n-1 instructions have retired before it."""
-    blk = cpu.interp.cur_block
+    block, so while the one at offset ``eip`` runs it is the last closure of
+    interp.cur_block, and the block's other n-1 instructions have retired
+    before it.  Without ``eip`` (between instructions): cpu.icount."""
     n = cpu.icount
-    if blk is not None and blk.n > 1:
-        n += blk.n - 1
+    if eip is not None:
+        blk = cpu.interp.cur_block
+        if blk is not None and blk.n > 1 and blk.eips[-1] == eip:
+            n += blk.n - 1
     return n
 
 
-def tsc(cpu):
+def tsc(cpu, eip=None):
     R = cpu.R
-    return (clock(cpu) + (R[TSC_HI] << 32 | R[TSC_LO])) & MASK64
+    return (clock(cpu, eip) + (R[TSC_HI] << 32 | R[TSC_LO])) & MASK64
 
 
-def set_tsc(cpu, value):
+def set_tsc(cpu, value, eip=None):
     R = cpu.R
-    off = (value - clock(cpu)) & MASK64
+    off = (value - clock(cpu, eip)) & MASK64
     R[TSC_LO] = off & 0xFFFFFFFF
     R[TSC_HI] = off >> 32
 
 
-def rdmsr(cpu, index):
+def rdmsr(cpu, index, eip=None):
     """64-bit value of MSR ``index``; raises #GP(0) for an unknown one."""
     R = cpu.R
     if index == IA32_TSC:
-        return tsc(cpu)
+        return tsc(cpu, eip)
     w = _SYSENTER.get(index)
     if w is not None:
         return R[w]
@@ -82,11 +84,11 @@ def rdmsr(cpu, index):
     raise CPUFault(GP, 0)
 
 
-def wrmsr(cpu, index, value):
+def wrmsr(cpu, index, value, eip=None):
     """Write MSR ``index``; raises #GP(0) (before any change) when refused."""
     R = cpu.R
     if index == IA32_TSC:
-        set_tsc(cpu, value & 0xFFFFFFFF)
+        set_tsc(cpu, value & 0xFFFFFFFF, eip)
         return
     w = _SYSENTER.get(index)
     if w is not None:
