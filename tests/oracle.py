@@ -5,123 +5,196 @@ Usage::
     from tests.layout import PROT32_PAGED as L
     from tests.oracle import UnicornOracle, assemble
 
-    o = UnicornOracle(L)                         # build once (~ms), reuse
+    o = UnicornOracle(L)                         # build once (~30 ms), reuse
     r = o.run("add al, bl", regs=dict(eax=0x7f, ebx=1))
     r.eax, r.eflags, r.eip, r.writes, r.exception
-    r = o.run(code_bytes, mem=[(L.data_lin[0], b"...")], count=3)
+    r = o.run(code_bytes, mem=[(L.data_lin[0], b"...")], count=None)
+    r = o.run("mov [%d], eax" % L.ro_lin, regs=L.ring3_regs)   # ring 3
 
 Every ``run`` starts again from the layout's initial state (registers, RAM
-images, TLB, translated code); nothing leaks from one run to the next.
+images, TLB, translated code, Unicorn's pending-exception state); nothing
+leaks from one run to the next.  A run costs ~0.2-0.4 ms.
 
 run(code, regs=None, mem=None, phys_mem=None, count=1, code_lin=None)
-    code      bytes, or assembler text (assembled with ``assemble`` for the
-              layout's mode at ``code_lin``).
+    code      bytes, or assembler text (``assemble`` for the layout's mode at
+              ``code_lin``), placed at LINEAR ``code_lin`` (default
+              ``layout.code_lin``); execution starts there (or at CS:``eip``
+              when regs has eip) and ends when EIP reaches the end of the code.
     regs      overrides of ``layout.regs``: GPR names, eip (offset in CS),
-              eflags, cr0/cr3/cr4, segment names (a selector int or a Seg -
-              Unicorn reloads the descriptor from the GDT/real-mode rule;
-              for a Seg the hidden parts it loaded are checked against
-              yours), cpl=3 (ring 3, see below).  ``layout.ring3_regs`` is a
-              ready-made ring-3 override for PROT32_PAGED.
+              eflags, cr0/cr2/cr3/cr4, segment names (a selector, or a Seg:
+              Unicorn always (re)loads from the GDT or the real-mode rule; for
+              a Seg the hidden parts it got are checked against yours), and
+              cpl=3 (PROT32_PAGED only).  ``layout.ring3_regs`` is a ready
+              ring-3 override; a CS selector with RPL 3 also means ring 3.
     mem       list of (LINEAR address, bytes), written through the page
-              tables as they stand after ``phys_mem`` is applied.
-    phys_mem  list of (PHYSICAL address, bytes), written first.
+              tables as they are after ``phys_mem`` (like a debugger: U/S and
+              R/W bits ignored, must be present).
+    phys_mem  list of (PHYSICAL address, bytes), written first (page tables,
+              descriptors, ...).
     count     instructions to execute (Unicorn's count: each iteration of a
-              REP string instruction counts as one!); None = run until EIP
-              reaches the end of the code.  A run always stops at the end of
-              the code, at the first exception, at HLT, or after ``timeout_us``.
+              REP string instruction is one!); None = until the end of the
+              code.  A run also stops at the first exception, at HLT, or
+              after ``timeout_us`` (default 2 s).
 returns a ``Result``:
-    .regs     dict eax..edi, eip, eflags          (also r.eax, r.eip, ...)
-    .sregs    dict es..gs -> selector
-    .hidden   dict es..gs -> Seg(sel, base, limit, attr) read from Unicorn's
-              descriptor cache (attr in state.py format)
+    .regs       dict eax..edi, eip, eflags            (also r.eax, r.eip, ...)
+    .sregs      dict es..gs -> selector
+    .hidden     dict es..gs -> Seg(sel, base, limit, attr) from Unicorn's
+                descriptor caches (attr in state.py format; see Q6)
     .cr0 .cr2 .cr3 .cr4 .cpl
-    .writes   list of (linear addr, size, value) from UC_HOOK_MEM_WRITE, in
-              order, one entry per access as Unicorn performs it (see quirks:
-              page-crossing and some helper writes are split into bytes)
-    .exception  None or Exc(vector, error_code, trap):
-              error_code is None in real mode and for vectors that push none;
-              trap=True for INT n / INT3 / INTO (EIP = next instruction).
-    .stop     'end' | 'count' | 'exception' | 'hlt' | 'timeout' | 'error: ...'
-    The registers of a run that ended in an exception are the state at the
-    exception - exactly what the CPU would push: EIP is the faulting
-    instruction (a fault) or the next one (a trap); no register of the
-    faulting instruction has been committed; EFLAGS are those before it.
+    .writes     [(linear addr, size, value)] in execution order, one entry per
+                store as Unicorn reports it (a page-crossing store is ONE entry
+                at its first byte).  Unicorn reports physical addresses (Q15);
+                the linear address is recovered through the page tables at the
+                end of the run (lowest linear address mapping that frame).
+    .phys_writes  the same with Unicorn's physical addresses.
+    .exception  None or Exc(vector, error_code, trap): error_code only in
+                protected mode for vectors 8, 10-14, 17 (else None);
+                trap=True for INT n / INT3 / INTO (EIP = the next instruction).
+    .stop       'end' | 'count' | 'exception' | 'hlt' | 'timeout' | 'error: ...'
+    After a run, ``o.read_lin(lin, n)`` / ``o.read_phys(pa, n)`` / ``o.ram``
+    (numpy view of all guest RAM) show memory as the run left it.
+
+    A run that ends in an exception reports the state AT the exception,
+    which is what the CPU would push: EIP = the faulting instruction (fault)
+    or the next one (INT n/INT3/INTO, single-step #DB); nothing of the
+    faulting instruction is committed; EFLAGS are those before it (Unicorn's
+    EFLAGS at a fault are reliable, also mid-block: checked by the
+    selfcheck).  RF is never set by Unicorn; real CPUs set RF in the pushed
+    EFLAGS image of a fault: compare EFLAGS without bit 16.
 
 How exceptions are recovered (and what the emulator side must match)
 --------------------------------------------------------------------
 Unicorn 2.1.4 does NOT deliver exceptions through the IDT/IVT: a CPU
-exception (or INT n) is reported to the UC_HOOK_INTR callback with the
-vector only, before any delivery, and if the callback returns Unicorn merely
-moves EIP on.  The oracle's hook records the vector and stops emulation.  The
-error code, "is a software interrupt" and the next-EIP of a trap are not
-exposed through Unicorn's API; the oracle reads them from the CPU context
-(``uc_context_save`` bytes = a copy of QEMU's CPUX86State: ``error_code``,
+exception (or INT n) reaches the UC_HOOK_INTR callback with the vector only,
+before any delivery, and if the callback returns Unicorn just moves EIP on.
+The oracle's hook records the vector and EIP and stops emulation.  The error
+code, "was it a software interrupt" and a trap's next EIP are not in
+Unicorn's API: the oracle reads them from the CPU context (the bytes of
+``uc.context_save()`` are a copy of QEMU's CPUX86State: ``error_code``,
 ``exception_is_int``, ``exception_next_eip``).  Their offsets are calibrated
-when the first oracle is built, with faults whose error codes are known
-(``mov ds, ax`` with a selector beyond the GDT limit raises #GP(selector)),
-so a different Unicorn build cannot silently give wrong codes.
+when the first oracle is built, with #GPs of known error codes (``mov ds,
+ax`` with selectors beyond the GDT limit raise #GP(selector)) and an INT
+0x21, so another Unicorn build cannot silently give wrong codes.  #UD is not
+reported through the hook at all: emu_start fails with UC_ERR_INSN_INVALID,
+which the oracle turns into vector 6 (EIP is exact).
 The layouts nevertheless install a complete IDT (PROT32_PAGED) / IVT (REAL16)
 whose vectors lead to HLT stubs at ``layout.handler_lin(v)``: that is for the
 emulator, which delivers exceptions for real.  The emulator side recovers
 vector = layout.vector_of(EIP at the stub), error code = the dword on top of
 the handler's stack (vectors 8, 10-14, 17 in protected mode), and the
-pre-exception state from the frame (EIP, CS, EFLAGS; ESP = frame + size),
-and reports the same Result.
+pre-exception state from the frame (EIP, CS, EFLAGS; ESP = frame + size), or
+stops before delivery (tests/emu_side.py does both), and reports the same
+Result.
 
-Unicorn 2.1.4 quirks found (x86, UC_MODE_16 / UC_MODE_32)
----------------------------------------------------------
-State and API
-  Q1  No IDT/IVT delivery (above).  Consequences: the INT n gate DPL check
-      (#GP(n*8+2) when DPL < CPL) never happens - ``int 0x21`` at ring 3
-      reports vector 0x21; no stack frame, no CS/EFLAGS change, TF/IF not
-      cleared; the error code is only in the CPU context.
-  Q2  After an exception is caught Unicorn keeps QEMU's ``old_exception``:
-      the next #PF/contributory fault in a LATER emu_start becomes #DF (8),
-      and a third one a triple fault.  The oracle restores a pristine CPU
-      context before every run, which clears it.
+Unicorn 2.1.4 quirks found (API and state)
+------------------------------------------
+  Q1  No IDT/IVT delivery (above): no stack frame, no CS/EFLAGS change, TF/IF
+      not cleared, and no INT n gate-DPL check (see A3).
+  Q2  Unicorn keeps QEMU's ``old_exception`` after a caught exception: the
+      next #PF/contributory fault in a LATER emu_start becomes #DF (8), the
+      one after a triple fault.  The oracle restores a pristine CPU context
+      before every run, which clears it.
   Q3  Writing a segment register in protected mode goes through a check
-      (uc_check_cpu_x86_load_seg) and a descriptor load from the GDT (at a
-      LINEAR address: enable paging first).  SS can only be loaded with
-      RPL = DPL = CPL, and CPL is taken from SS.DPL, so ring 3 cannot be
-      entered by register writes.  The oracle executes an ``iretd`` from a
-      ring-0 trampoline (uncaptured) to reach ring 3, then loads DS/ES/FS/GS.
-  Q4  GDTR/IDTR/LDTR/TR are written as (selector, base, limit, flags) where
-      flags is QEMU's raw format = attr << 8 (descriptor high dword bits
-      8-23), not the access byte.  TR/LDTR writes are taken verbatim, not
-      checked against the GDT.
+      (uc_check_cpu_x86_load_seg) and a descriptor load from the GDT - at a
+      LINEAR address, so paging must be on first.  SS can only be loaded with
+      RPL = DPL = CPL, and CPL comes from SS.DPL, so ring 3 cannot be reached
+      by register writes: the oracle executes an ``iretd`` from a ring-0
+      trampoline (phys TRAMP_PHYS, not captured), then loads DS/ES/FS/GS.
+  Q4  GDTR/IDTR/LDTR/TR are written as (selector, base, limit, flags) with
+      QEMU's raw flags = attr << 8 (descriptor high dword bits 8-23), not the
+      access byte; TR/LDTR writes are not checked against the GDT.
   Q5  Hidden segment parts cannot be read or written through the API; the
-      oracle reads them from the context (QEMU SegmentCache: selector, base,
-      limit, flags) -> ``Result.hidden``.
-  Q6  Real mode: every segment written by reg_write gets flags P|S|W|A =
-      attr 0x0093, CS included (state.py says CS = 0x009B after reset).
-      Compare real-mode CS attr with a mask.
-  Q7  EFLAGS writes are not sanitised: writing 0xFFFFFFFF reads back
-      0xFFFFFFFF (reserved bits 3, 5, 15, 22-31 and VM/RF accepted).  Keep
-      overrides architectural (bit 1 set, reserved bits clear).
+      oracle reads them from the context (QEMU SegmentCache) -> Result.hidden.
+  Q6  Real mode: a segment written by reg_write or loaded by MOV gets flags
+      P|S|W|A = attr 0x0093, CS included (state.py's reset value is 0x009B).
+      Compare real-mode CS attr with a mask (or not at all).
+  Q7  EFLAGS writes are not sanitised: 0xFFFFFFFF reads back as 0xFFFFFFFF
+      (reserved bits 3, 5, 15, 22-31, VM, RF accepted).  Keep overrides
+      architectural (bit 1 set, reserved bits clear).
   Q8  UC_MODE_32 starts with CR0 = PE|ET (0x11) and CR4 = 0x50200
       (OSFXSR|FSGSBASE|OSXSAVE); UC_MODE_16 with CR0 = CR4 = 0.  The oracle
-      writes CR4 = layout value (PSE only), so SSE instructions #UD.
-  Q9  ``count`` is implemented with a code hook: each iteration of a REP
-      string instruction is one "instruction"; use count=None for REP tests.
-  Q10 Translated code is not invalidated when RAM is changed behind
-      Unicorn's back (the oracle maps RAM with mem_map_ptr); the oracle
+      writes the layout's CR4 (PSE only), so SSE instructions are #UD.
+  Q9  ``count`` is a code hook: each iteration of a REP string instruction is
+      one "instruction"; use count=None for REP tests.
+  Q10 Translated code is not invalidated when RAM changes behind Unicorn's
+      back (the oracle maps its own buffer with mem_map_ptr): the oracle
       flushes the translation cache before every run.
-  Q11 The TLB is not part of the saved context: the oracle rewrites CR3 (a
-      TLB flush) on every run after restoring the context.
-  Q12 A/D bits of PDEs/PTEs and descriptor accessed bits are written by
-      Unicorn without any UC_HOOK_MEM_WRITE callback.  The layouts preset
-      them so that no such write happens unless a test clears them.
-  Q13 The EIP QEMU moves to after a caught fault (exception_next_eip) is
-      computed before the restore of the guest state and can be stale; the
-      oracle takes EIP inside the hook instead (exact for faults), and
-      exception_next_eip only for software interrupts.
-Architectural differences (QEMU TCG behaviour vs the SDM), for the mask table
-  A1  Segment limits are not checked for data accesses in protected mode:
-      ``mov eax, [0x1000]`` with DS limit 0xFFF reads; the SDM says #GP(0).
-  A2  Real mode: word/dword accesses at offset 0xFFFF (and 32-bit-address
-      offsets > 0xFFFF) do not fault; the SDM says #GP / #SS.
-  A3  See ``find_flag_quirks.md``-style list at the end of this docstring,
-      produced by tests/test_oracle_selfcheck.py::test_document_flag_quirks.
+  Q11 The TLB is not part of the context: the oracle rewrites CR3 (a TLB
+      flush) on every run after restoring the context.
+  Q12 A/D bits of PDEs/PTEs and descriptor accessed/busy bits are written by
+      Unicorn without any UC_HOOK_MEM_WRITE callback.  The layouts preset them
+      so that no such write happens unless a test clears them (then compare
+      RAM, not ``writes``).
+  Q13 The EIP QEMU moves to after a caught fault (exception_next_eip) is set
+      before the guest state is restored and can be stale; the oracle takes
+      EIP inside the hook (exact for faults) and exception_next_eip only for
+      software interrupts.
+  Q14 uc_emu_start translates the linear address ``until - 1`` through the
+      guest MMU with the CURRENT privilege (at least when the run ends).  If
+      that page is not mapped for it, CR2 is silently overwritten and a
+      spurious #PF can be raised at the next instruction.  The oracle's
+      ``until`` is always the end of the code (its last byte is mapped);
+      don't let a test unmap its own last code byte or run ring-3 code from a
+      supervisor page.
+  Q15 UC_HOOK_MEM_WRITE/READ callbacks get PHYSICAL addresses when paging is
+      on (2.1 uses the guest MMU), and a page-crossing access is ONE callback
+      with the physical address of its first byte even when the second page
+      is a non-adjacent frame.
+  Q16 The write callback runs before the access is checked for a page
+      crossing: a store that faults on its SECOND page is in ``writes``
+      although memory did not change.  Compare memory, not ``writes``, when
+      a run ends in #PF.
+  Q17 The Python binding's timeout is in microseconds (its docstring says ms).
+  Q18 #UD is reported as UC_ERR_INSN_INVALID from emu_start, not through
+      UC_HOOK_INTR (the oracle maps it to vector 6).
+  Q19 IDIV r/m32 with EDX:EAX = 0x80000000_00000000 and divisor -1 kills the
+      host process with SIGFPE (QEMU divides in int64).  The oracle places a
+      code hook on every 32-bit IDIV of the code that turns exactly this case
+      into #DE before Unicorn executes it (IDIV r/m16 and r/m8 are safe).
+      IDIVs reached outside the given code are not guarded.
+  Q20 SYSENTER is intercepted by Unicorn (UC_HOOK_INSN) and does nothing -
+      no #GP with SYSENTER_CS = 0, no transfer.  RDTSC reads the host clock;
+      CPUID returns QEMU's model.  Don't compare those.
+  Q21 HLT at CPL 0 ends emu_start without saying why; the oracle reports
+      stop='hlt' when EIP follows a HLT of the code.
+
+Architectural differences (Unicorn/QEMU TCG vs the Intel SDM) - mask table
+-------------------------------------------------------------------------
+  A1  Segment limits are not checked for data accesses in protected mode
+      (``mov eax, [0x1000]`` with a DS limit of 0xFFF reads; SDM: #GP(0)).
+  A2  Real mode: no #GP/#SS for an operand crossing offset 0xFFFF (a word at
+      0xFFFF is read/written at base+0xFFFF..base+0x10000), for 32-bit
+      effective addresses > 0xFFFF, or for a PUSH with SP = 1.
+  A3  INT n at CPL 3 through a DPL-0 gate reports vector n (SDM: #GP(n*8+2)).
+  A4  A memory access through a null data selector is not #GP(0): base 0
+      is used (so it usually faults as #PF at a low address).
+  A5  IN/OUT/INS/OUTS at CPL > IOPL do not consult the TSS I/O bitmap and
+      never #GP; without a hook IN returns 0.
+  A6  F6 /1 and F7 /1 (the undocumented TEST aliases, executed as TEST by
+      Intel and AMD CPUs) are #UD.
+  A7  ICEBP/INT1 (F1) is #UD (hardware: a #DB trap).
+  A8  RDMSR/WRMSR of an unimplemented MSR do not #GP (RDMSR returns 0).
+  A9  SDM-undefined flags where Unicorn and a real CPU disagree (found by
+      running the same encodings natively on the AMD EPYC host and in
+      Unicorn, random + edge operands; Intel parts may differ again):
+        MUL, IMUL (all forms)        SF ZF AF PF
+        DIV, IDIV                    CF OF SF ZF AF PF (Unicorn leaves ALL
+                                     flags unchanged; the host changes them)
+        SHL SHR SAR SHLD SHRD        AF (Unicorn: always 0)
+        RCL RCR                      OF when the masked count is > 1
+        SHLD/SHRD r16, count > 16    the result and CF OF SF ZF PF
+        BSF BSR                      SF PF
+      Undefined per SDM but equal to the host on every sample: OF of
+      SHL/SHR/SAR/SHLD/SHRD/ROL/ROR for count > 1, AF of AND/OR/XOR/TEST,
+      OF SF AF PF of BT/BTS/BTR/BTC, CF OF AF of BSF/BSR and their destination
+      for a zero source (left unchanged).  Mask them anyway.
+      Every SDM-DEFINED flag and result matched: ADD ADC SUB SBB CMP AND OR
+      XOR TEST NEG NOT INC DEC XADD CMPXCHG (8/16/32-bit), shifts and rotates
+      by 1 and by CL (0..63), SHLD/SHRD r32, BT*, BSF/BSR (ZF, dest), IMUL
+      (CF/OF, results), DIV/IDIV results; and AAA AAS DAA DAS AAM AAD (not
+      encodable natively in 64-bit mode) over AX = 0..0xFFFF step 7 x {CF,
+      AF} against the SDM pseudo-code (undefined: AAA/AAS OF SF ZF PF,
+      DAA/DAS OF, AAM/AAD OF AF CF).
 """
 import ctypes
 import mmap
@@ -137,7 +210,16 @@ from unicorn import x86_const as X
 
 from tests.layout import GPRS, SEGS, Seg, PTE_P, PTE_PS, CR4_PSE, CR0_PG
 
-Exc = namedtuple("Exc", "vector error_code soft")
+
+class Exc(namedtuple("Exc", "vector error_code trap")):
+    """An exception a run ended with.  ``trap``: a software interrupt (INT n,
+    INT3, INTO) - EIP is the next instruction.  ``soft`` is an alias."""
+    __slots__ = ()
+
+    @property
+    def soft(self):
+        return self.trap
+
 
 # Vectors that push an error code in protected mode (same as emu.cpu.faults).
 HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17})
@@ -214,9 +296,10 @@ class UnicornOracle:
 
     TRAMP_PHYS = 0x5000          # PROT32: ring-3 trampoline (iretd) in the system region
 
-    def __init__(self, layout, timeout_us=2_000_000):
+    def __init__(self, layout, timeout_us=2_000_000, capture_writes=True):
         self.L = layout
         self.timeout_us = timeout_us
+        self.capture_writes = capture_writes
         self.mode = layout.mode
         self.uc = Uc(UC_ARCH_X86, UC_MODE_16 if layout.mode == 16 else UC_MODE_32)
         # RAM: our own page-aligned buffer, mapped at physical 0
@@ -238,7 +321,9 @@ class UnicornOracle:
         self._writes = []
         self._exc = None
         self._capture = False
-        self.uc.hook_add(UC_HOOK_MEM_WRITE, self._on_write)
+        self._dirty_unknown = False
+        if capture_writes:                 # a Python callback per store: slow
+            self.uc.hook_add(UC_HOOK_MEM_WRITE, self._on_write)
         self.uc.hook_add(UC_HOOK_INTR, self._on_intr)
         self._setup()
         self._ctx0 = self.uc.context_save()
@@ -463,7 +548,7 @@ class UnicornOracle:
 
     # -- memory --------------------------------------------------------------
     def _restore_ram(self):
-        if getattr(self, "_dirty_unknown", False):
+        if self._dirty_unknown or not self.capture_writes:
             diff = np.flatnonzero((self.ram != self.base).reshape(-1, 4096).any(axis=1))
             self._dirty.update(int(p) for p in diff)
             self._dirty_unknown = False
@@ -527,6 +612,35 @@ class UnicornOracle:
                               % (uc.reg_read(X.UC_X86_REG_CS), uc.reg_read(X.UC_X86_REG_SS)))
 
     def run(self, code, regs=None, mem=None, phys_mem=None, count=1, code_lin=None):
+        """Run ``code`` from the layout's state + overrides; see the module docstring."""
+        begin, end, code = self.prepare(code, regs, mem, phys_mem, code_lin)
+        uc = self.uc
+        self._code_range = (end - len(code), end)
+        self._hlt_ends = frozenset(a + 1 for a, b, _ in disasm(code, self.mode, end - len(code))
+                                   if b == b"\xf4") if b"\xf4" in code else frozenset()
+        guards = [uc.hook_add(UC_HOOK_CODE, self._on_idiv, begin=a, end=a)
+                  for a in self._scan_idiv32(code, end - len(code))]
+        self._capture = True
+        stop = None
+        try:
+            uc.emu_start(begin, end, timeout=self.timeout_us, count=count or 0)
+        except UcError as e:
+            if e.errno == UC_ERR_INSN_INVALID and self._exc is None:   # quirk Q18
+                self._exc = (Exc(6, None, False), uc.reg_read(X.UC_X86_REG_EIP))
+            else:
+                stop = "error: %s" % e
+        finally:
+            self._capture = False
+            for h in guards:
+                uc.hook_del(h)
+        return self._result(stop, end, count)
+
+    def prepare(self, code, regs=None, mem=None, phys_mem=None, code_lin=None):
+        """Reset and load everything ``run`` would; return (begin, end, code bytes).
+
+        ``begin``/``end`` are linear addresses for ``self.uc.emu_start``.  For
+        callers that drive Unicorn themselves (benchmarks/cpu_mips.py).
+        """
         uc, L = self.uc, self.L
         regs = dict(regs or {})
         code_lin = L.code_lin if code_lin is None else code_lin
@@ -555,6 +669,8 @@ class UnicornOracle:
         uc.ctl_flush_tb()                                     # quirk Q10
         # 4. privilege level and segments
         want_cpl = regs.pop("cpl", None)
+        if want_cpl not in (None, 0, 3) or (want_cpl == 3 and not L.paging):
+            raise OracleError("%s: cpl=%r is not supported" % (L.name, want_cpl))
         cs_o = regs.get("cs")
         cs_rpl = (cs_o.sel if isinstance(cs_o, Seg) else cs_o or 0) & 3
         if L.paging and (want_cpl == 3 or cs_rpl == 3):
@@ -589,26 +705,10 @@ class UnicornOracle:
                 got = _ctx_seg(ctx, SEGS.index(name))
                 if got != want:
                     raise OracleError("%s loaded as %s, override says %s" % (name, got, want))
-        # 6. go
+        # 6. where to start and stop (linear)
         cs_base = _ctx_seg(bytes(uc.context_save()), 1).base if eip is not None else 0
         begin = (cs_base + eip) if eip is not None else code_lin
-        end = code_lin + len(code)
-        guards = [uc.hook_add(UC_HOOK_CODE, self._on_idiv, begin=a, end=a)
-                  for a in self._scan_idiv32(code, code_lin)]
-        self._capture = True
-        stop = None
-        try:
-            uc.emu_start(begin, end, timeout=self.timeout_us, count=count or 0)
-        except UcError as e:
-            if e.errno == UC_ERR_INSN_INVALID and self._exc is None:   # quirk Q18
-                self._exc = (Exc(6, None, False), uc.reg_read(X.UC_X86_REG_EIP))
-            else:
-                stop = "error: %s" % e
-        finally:
-            self._capture = False
-            for h in guards:
-                uc.hook_del(h)
-        return self._result(stop, end, count)
+        return begin, code_lin + len(code), code
 
     # -- IDIV r/m32 guard (quirk Q19) ---------------------------------------------
     def _scan_idiv32(self, code, code_lin):
@@ -690,10 +790,18 @@ class UnicornOracle:
         return res
 
     def _ends_in_hlt(self, lin_eip):
+        """Did the run stop right after a HLT?  (Unicorn does not say.)"""
+        if lin_eip in self._hlt_ends:
+            return True
+        if self._code_range[0] <= lin_eip - 1 < self._code_range[1]:
+            return False                # inside the code: decoded boundaries are exact
         try:
             return self.read_lin(lin_eip - 1, 1) == b"\xf4"
         except OracleError:
             return False
+
+    _hlt_ends = frozenset()
+    _code_range = (0, 0)
 
 
 # --------------------------------------------------------------------------
@@ -732,42 +840,61 @@ def disasm(code, mode, addr=0):
             for i in md.disasm(bytes(code), addr)]
 
 
-# Instructions whose stack width / far-pointer size keystone 0.9.2 gets wrong
-# by adding an operand-size prefix nobody asked for (found by comparing with
-# capstone): retf / ret imm / call rel in 16-bit mode, ljmp ptr16:32 / iret /
-# push+pop of ES CS SS DS / pushf / popf / lgdt / sgdt in 32-bit mode, ...
+# Instructions whose stack width / far-pointer / IP width keystone 0.9.2 gets
+# wrong by adding an operand-size prefix nobody asked for (found by decoding
+# its output with capstone): in 16-bit mode retf, ret n, call rel, push imm,
+# push fs/gs; in 32-bit mode ljmp ptr16:32, iret, push/pop es cs ss ds, pushf,
+# popf, lgdt/sgdt/lidt/sidt.  With 0x66 each of these changes how many bytes
+# go to/from the stack, the size of the far pointer or the EIP truncation.
 _WIDTH_SENSITIVE_1 = {0x06, 0x07, 0x0E, 0x16, 0x17, 0x1E, 0x1F, 0x60, 0x61, 0x68, 0x6A,
                       0x9A, 0x9C, 0x9D, 0xC2, 0xC3, 0xC8, 0xC9, 0xCA, 0xCB, 0xCF,
-                      0xE8, 0xEA}
-_WIDTH_SENSITIVE_0F = {0xA0, 0xA1, 0xA8, 0xA9}
-_SIZE_WORDS_16 = re.compile(r"\b(e[abcd]x|e[sd]i|e[sb]p|dword|fword|pushfd|popfd|pushad|popad|iretd|"
-                            r"o32)\b", re.I)
+                      0xE8, 0xE9, 0xEA}
+_WIDTH_SENSITIVE_0F = {0xA0, 0xA1, 0xA8, 0xA9} | set(range(0x80, 0x90))
+_PREFIXES = (0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65)
+_SIZE_WORDS_16 = re.compile(r"\b(e[abcd]x|e[sd]i|e[sb]p|dword|fword|pushfd|popfd|pushad|popad|"
+                            r"iretd|o32)\b", re.I)
 _SIZE_WORDS_32 = re.compile(r"\b([abcd]x|[sd]i|[sb]p|word|o16)\b", re.I)
-_DATA = re.compile(r"^\s*(db|\.byte)\s+(.*)$", re.I)
+_DATA = re.compile(r"^(db|\.byte)\s+(.*)$", re.I)
 _BARE_STRING_D = re.compile(r"^(?:(rep|repe|repz|repne|repnz)\s+)?(movsd|cmpsd)$", re.I)
-_LABEL = re.compile(r"^\s*[A-Za-z_.$][\w.$]*\s*:\s*")
+_LABEL = re.compile(r"^([A-Za-z_.$][\w.$]*)\s*:\s*")
 
 
-def _statements(asm):
-    out = []
+def _parse(asm, mode):
+    """[(kind, text)] with kind 'label' | 'bytes' | 'insn'; keystone-ready text."""
+    items = []
     for line in asm.replace("\n", ";").split(";"):
         line = line.split("#")[0].strip()
         while True:
             m = _LABEL.match(line)
             if not m:
                 break
+            items.append(("label", m.group(1) + ":"))
             line = line[m.end():].strip()
-        if line:
-            out.append(line)
-    return out
+        if not line:
+            continue
+        m = _DATA.match(line)
+        if m:
+            items.append(("bytes", ".byte " + m.group(2)))
+            continue
+        m = _BARE_STRING_D.match(line)
+        if m:                           # keystone only knows the SSE movsd/cmpsd
+            pfx = {"rep": [0xF3], "repe": [0xF3], "repz": [0xF3], "repne": [0xF2],
+                   "repnz": [0xF2], None: []}[m.group(1) and m.group(1).lower()]
+            op = 0xA5 if m.group(2).lower() == "movsd" else 0xA7
+            items.append(("bytes", ".byte " + ", ".join(
+                str(b) for b in pfx + ([0x66] if mode == 16 else []) + [op])))
+            continue
+        items.append(("insn", line))
+    return items
 
 
 def _width_sensitive(insn):
+    """True when the opcode's stack/far-pointer/IP width follows the operand size."""
     b = bytes(insn.bytes)
     i = 0
-    while i < len(b) and b[i] in (0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65):
+    while i < len(b) and b[i] in _PREFIXES:
         i += 1
-    if 0x66 not in b[:i] or i >= len(b):
+    if i >= len(b):
         return False
     op = b[i]
     if op in _WIDTH_SENSITIVE_1:
@@ -782,68 +909,73 @@ def _width_sensitive(insn):
     return False
 
 
-def assemble(asm, mode, addr=0, check=True):
-    """Assemble Intel-syntax ``asm`` for a 16- or 32-bit code segment.
+def _opcode_index(raw):
+    i = 0
+    while i < len(raw) and raw[i] in _PREFIXES:
+        i += 1
+    return i
 
-    Statements are separated by newlines or ';'.  ``db a, b, ...`` emits
-    raw bytes (translated to keystone's ``.byte``).  With ``check`` the output
-    is decoded with capstone statement by statement and rejected when:
-      * capstone cannot decode it, or it does not consume exactly the bytes;
-      * keystone added an operand-size prefix (0x66) to a stack-width or
-        far-transfer instruction the source did not size explicitly (its
-        0.9.2 bugs: 16-bit ``retf``/``ret n``/``call rel``/``push imm``,
+
+def assemble(asm, mode, addr=0, check=True):
+    """Assemble Intel-syntax ``asm`` for a 16- or 32-bit code segment at ``addr``.
+
+    Statements are separated by newlines or ';' ('#' starts a comment);
+    labels (``x:``) work.  ``db a, b, ...`` emits raw bytes (keystone's
+    ``.byte``); bare ``movsd``/``cmpsd`` (which keystone only knows as SSE
+    instructions) are emitted as the string instructions.  With ``check``
+    keystone's output is decoded with capstone statement by statement and
+    rejected (AssembleError) when:
+      * capstone cannot decode it, or the statements do not cover the bytes;
+      * keystone added an operand-size prefix (0x66) to a stack-width,
+        far-pointer or branch instruction the source did not size explicitly
+        (keystone 0.9.2 bugs: 16-bit ``retf``/``ret n``/``call``/``push imm``,
         32-bit ``ljmp``/``iret``/``push ds``/``pushf``/``lgdt`` ...);
       * in 16-bit mode a memory operand holds an absolute address > 0xFFFF
         without an address-size prefix (keystone truncates it silently).
-    Work around with ``db`` bytes or the helpers far_jmp/far_call/retf.
+    Work around with ``db`` bytes or the helpers far_jmp / far_call / retf.
+    Keystone also rejects ``jmp SEL:OFF``, ``call SEL:OFF``, ``jmp far [m]``,
+    ``retfw/retfd``, ``iretw``; use ``ljmp``/``lcall`` (16-bit mode only for
+    the immediate form), ``ljmp [m]`` / ``lcall [m]``, or bytes.
     """
-    stmts = _statements(asm)
-    src = []
-    for s in stmts:
-        m = _DATA.match(s)
-        if m:
-            s = ".byte " + m.group(2)
-        else:
-            m = _BARE_STRING_D.match(s)
-            if m:                      # keystone only knows the SSE movsd/cmpsd
-                pfx = {"rep": [0xF3], "repe": [0xF3], "repz": [0xF3], "repne": [0xF2],
-                       "repnz": [0xF2], None: []}[m.group(1) and m.group(1).lower()]
-                op = 0xA5 if m.group(2).lower() == "movsd" else 0xA7
-                s = ".byte " + ", ".join(str(b) for b in pfx + ([0x66] if mode == 16 else []) + [op])
-        src.append(s)
+    items = _parse(asm, mode)
     try:
-        enc, _ = _ks(mode).asm("\n".join(src), addr)
+        enc, _ = _ks(mode).asm("\n".join(t for _, t in items), addr)
     except Exception as e:           # keystone.KsError
         raise AssembleError("keystone (%d-bit) rejects %r: %s" % (mode, asm, e)) from None
     code = bytes(enc or b"")
     if not check:
         return code
     md = _cs(mode)
+    words = _SIZE_WORDS_16 if mode == 16 else _SIZE_WORDS_32
     off = 0
-    for s in src:
-        if s.startswith(".byte"):
-            n = len([x for x in s[5:].split(",") if x.strip()])
-            off += n
+    for kind, s in items:
+        if kind == "label":
+            continue
+        if kind == "bytes":
+            off += len([x for x in s[len(".byte"):].split(",") if x.strip()])
             continue
         if s.startswith("."):
-            raise AssembleError("directive %r: use check=False" % s)
+            raise AssembleError("directive %r: pass check=False" % s)
         insns = list(md.disasm(code[off:], addr + off, 1))
         if not insns:
             raise AssembleError("capstone cannot decode keystone's output for %r: %s"
                                 % (s, code[off:off + 16].hex()))
         insn = insns[0]
-        words = _SIZE_WORDS_16 if mode == 16 else _SIZE_WORDS_32
-        if _width_sensitive(insn) and not words.search(s):
-            raise AssembleError(
-                "keystone mis-assembles %r in %d-bit mode as %s (%s %s): an operand-size "
-                "prefix changes its stack/far-pointer width; emit it with db"
-                % (s, mode, bytes(insn.bytes).hex(), insn.mnemonic, insn.op_str))
-        if mode == 16 and "[" in s and 0x67 not in bytes(insn.bytes)[:4]:
-            inside = s[s.index("["):]
-            for num in re.findall(r"0x[0-9a-f]+|\b\d+\b", inside, re.I):
+        raw = bytes(insn.bytes)
+        if _width_sensitive(insn):
+            has66 = 0x66 in raw[:insn.size - 1] and raw.index(0x66) < _opcode_index(raw)
+            explicit = bool(words.search(re.sub(r"\[[^\]]*\]", "", s)))
+            if has66 != explicit:
+                raise AssembleError(
+                    "keystone mis-assembles %r in %d-bit mode as %s (%s %s): %s operand-size "
+                    "prefix changes its stack/far-pointer/IP width; emit it with db"
+                    % (s, mode, raw.hex(), insn.mnemonic, insn.op_str,
+                       "an unrequested" if has66 else "a missing"))
+        if mode == 16 and "[" in s and 0x67 not in raw[:4]:
+            for num in re.findall(r"0x[0-9a-f]+|\b\d+\b", s[s.index("["):], re.I):
                 if int(num, 0) > 0xFFFF:
-                    raise AssembleError("keystone truncates the address in %r to 16 bits (%s); "
-                                        "use db" % (s, bytes(insn.bytes).hex()))
+                    raise AssembleError("keystone truncates the address in %r to 16 bits "
+                                        "(%s); use db" % (s, raw.hex()))
         off += insn.size
     if off != len(code):
         raise AssembleError("statements of %r do not cover keystone's %d bytes (%d)"

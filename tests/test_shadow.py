@@ -272,6 +272,26 @@ def test_invalidation_reaches_every_cached_shadow(vm):
     vm.audit_clean()
 
 
+def test_page_becoming_a_page_table_loses_its_write_entries(vm):
+    vm.pte(0x9000, 0x30000 | URW)                             # an ordinary data page...
+    vm.paging()
+    m = vm.mmu
+    m.write(0x9000, 4, 0, False)
+    m.set_privilege(True)
+    m.write(0x9004, 4, 0, True)
+    assert m.cur.sw[9] == 0x30000 and m.cur.uw[9] == 0x30000
+    vm.phys.write(0x30000 + 4 * 1, 4, 0x200000 | URW)         # ...filled with PTEs...
+    vm.pde(0x800000, 0x30000 | URW)                           # ...becomes a page table
+    assert m.read(0x801000, 4, True) == 0
+    assert 9 not in m.cur.sw and 9 not in m.cur.uw and 9 in m.cur.ur
+    assert 9 not in m.wtlb
+    m.write(0x9004, 4, 0x300000 | URW, True)                  # slow path: tracked
+    assert 0x801 not in m.cur.ur
+    assert m.read(0x801000, 4, True) == 0
+    assert m.translate(0x801000, False, True) == 0x300000
+    vm.audit_clean()
+
+
 # ---------------------------------------------------------------- address spaces
 def test_cr3_switch_and_back_reuses_shadow(vm):
     vm.pte(0x5000, 0x200000 | URW)
@@ -318,6 +338,26 @@ def test_shadow_cache_is_bounded_lru():
     v.cr3(pds[0])                                             # rebuilt from scratch
     assert m.cur is not first and m.rtlb == {}
     assert m.counters["shadow_evictions"] == 2
+    v.audit_clean()
+
+
+def test_entry_cap_bounds_host_memory():
+    v = VM()
+    v.mmu = m = MMU(v.phys, v.R, max_shadows=4, max_entries=6)
+    v.pde(0, PT0 | URW)
+    v.pde(0, PT0 | URW, pd=PD2)
+    for i in range(16):
+        v.pte(i << 12, (0x200000 + (i << 12)) | URW)
+    v.paging()
+    for i in range(16):
+        m.write(i << 12, 4, i, False)
+        assert m.nentries <= 6
+        v.audit_clean()
+    v.cr3(PD2)
+    for i in range(16):
+        assert m.read(i << 12, 4, True) == i
+        assert m.nentries <= 6
+    assert m.counters["reclaims"] >= 4
     v.audit_clean()
 
 
@@ -425,6 +465,19 @@ def test_page_crossing_write_checks_both_pages_first(vm):
     assert m.read(0x5FFE, 4, True) == 0xDDCCBBAA
     assert m.read(0x5FFF, 8, False) == 0x0000000000DDCCBB
     vm.audit_clean()
+
+
+def test_access_spanning_three_pages(vm):
+    for i in range(3):
+        vm.pte((5 + i) << 12, (0x200000 + (i << 12)) | URW)
+    vm.paging()
+    m = vm.mmu
+    m.write(0x5FFF, 4098, (1 << (8 * 4098)) - 1, False)
+    assert vm.phys.read(0x200FFF, 1) == 0xFF and vm.phys.read(0x202000, 1) == 0xFF
+    assert vm.phys.read(0x202001, 1) == 0
+    assert m.read(0x5FFF, 4098, False) == (1 << (8 * 4098)) - 1
+    f = pf(lambda: m.write(0x6FFF, 4098, 0, False))          # page 8 is not present
+    assert f.cr2 == 0x8000 and vm.phys.read(0x201FFF, 1) == 0xFF
 
 
 def test_page_crossing_read_fault(vm):
@@ -559,6 +612,23 @@ def test_cr3_past_ram_and_tables_in_mmio():
     v.audit_clean()
 
 
+def test_page_directory_in_mmio_inside_ram_range():
+    v = VM()
+    pdes = []
+
+    def rd(a, s):
+        pdes.append(a)
+        return PT0 | URW | A
+    v.phys.add_mmio(0xA0000, 0x20000, rd, lambda a, s, x: None, "vga")
+    v.pte(0x5000, 0x200000 | URW | A | D)
+    v.paging(cr3=0xA0000)                                       # the PD is device memory
+    m = v.mmu
+    assert m.read(0x5000, 4, True) == 0 and m.read(0x5004, 4, True) == 0
+    assert pdes == [0xA0000, 0xA0000]                          # never cached
+    assert m.cur.psr == {} and not v.phys.watch[0xA0]
+    v.audit_clean()
+
+
 def test_audit_reports_violations(vm):
     vm.pte(0x5000, 0x200000 | URW)
     vm.pte(0x6000, PT0 | URW | A | D)
@@ -574,6 +644,11 @@ def test_audit_reports_violations(vm):
     errs = m.audit()
     assert any("watched page" in e for e in errs)
     del m.wtlb[6]
+    vm.phys.watch[PT0 >> 12] = 0                               # tracking bit lost
+    errs = m.audit()
+    assert any("not write-watched" in e for e in errs)
+    vm.phys.watch[PT0 >> 12] = WATCH_PT
+    vm.audit_clean()
     vm.phys.ram[PT0 + 20:PT0 + 24] = (0x300000 | URW | A | D).to_bytes(4, "little")  # bypass
     errs = m.audit()
     assert any("fresh walk gives" in e for e in errs)
@@ -609,9 +684,10 @@ LIN = st.builds(lambda pdi, pti, off: (pdi << 22) | (pti << 12) | off,
                 st.sampled_from([0, 1, 2, 0x3FF]), st.integers(0, 7),
                 st.sampled_from([0, 4, 0x7FE, 0xFFC, 0xFFE, 0xFFF]))
 
+ACCESS = st.tuples(st.just("access"), LIN, st.sampled_from([1, 2, 4]), st.booleans(),
+                   st.booleans(), st.integers(0, 0xFFFFFFFF))
 OPS = st.one_of(
-    st.tuples(st.just("access"), LIN, st.sampled_from([1, 2, 4]), st.booleans(),
-              st.booleans(), st.integers(0, 0xFFFFFFFF)),
+    ACCESS, ACCESS, ACCESS, ACCESS, ACCESS, ACCESS,
     st.tuples(st.just("store"), st.sampled_from(PDS + PTS), st.integers(0, 7),
               st.one_of(ENTRY, GOOD_ENTRY)),
     st.tuples(st.just("store_pde"), st.sampled_from(PDS), st.sampled_from([0, 1, 2, 0x3FF]),
@@ -620,12 +696,13 @@ OPS = st.one_of(
     st.tuples(st.just("invlpg"), LIN),
     st.tuples(st.just("priv"), st.booleans()),
     st.tuples(st.just("code"), st.sampled_from([0x20, 0x21, 0x12, 0x10]), st.booleans()),
-    st.tuples(st.just("mode"), st.booleans(), st.booleans()),
+    st.tuples(st.just("mode"), st.booleans(), st.booleans(), st.booleans(), st.booleans()),
 )
 
 
-def _hostile_vm(max_shadows):
-    v = VM(ram=RAM, max_shadows=max_shadows)
+def _hostile_vm(max_shadows, max_entries):
+    v = VM(ram=RAM)
+    v.mmu = MMU(v.phys, v.R, max_shadows=max_shadows, max_entries=max_entries)
     v.phys.add_rom(ROM_PAGE, b"\xAB" * 0x1000)
     v.phys.add_rom(0xFFFF0000, b"\xCD" * 0x10000)
     regs = {}
@@ -637,80 +714,163 @@ def _hostile_vm(max_shadows):
 def _expect(v, lin, write, user):
     """What the architecture says, from a side-effect-free walk of the tables now."""
     R = v.R
+    mask = 0xFFFFFFFF if R[A20] else 0xFFEFFFFF
     if not R[CR0] & CR0_PG:
-        return lin
+        return lin & mask
     try:
         # phys.read, not peek: page tables in the (deterministic) MMIO page count
-        return walk(v.phys, R[CR3], R[CR0], R[CR4], lin, write, user, update=False)[0]
+        return walk(v.phys, R[CR3], R[CR0], R[CR4], lin, write, user, update=False,
+                    a20_mask=mask)[0]
     except CPUFault as f:
         return ("pf", f.error_code, f.cr2)
 
 
-@given(pd_init=st.lists(GOOD_ENTRY, min_size=4, max_size=4),
-       pt_init=st.lists(st.one_of(ENTRY, GOOD_ENTRY), min_size=8, max_size=8),
-       ops=st.lists(OPS, max_size=30), max_shadows=st.sampled_from([1, 2, 8]))
-@settings(max_examples=120, deadline=None)
-def test_random_tables_and_accesses(pd_init, pt_init, ops, max_shadows):
-    v = _hostile_vm(max_shadows)
-    phys, m, R = v.phys, v.mmu, v.R
+def _setup_random(max_shadows, max_entries, pd_init, pt_init):
+    v = _hostile_vm(max_shadows, max_entries)
+    phys = v.phys
     for pd in PDS:
         for i, e in zip((0, 1, 2, 0x3FF), pd_init):
             phys.write(pd + 4 * i, 4, e)
-    for pt in PTS:
+    # every RAM frame holds plausible entries, so any of them can serve as a
+    # page table (and be mapped writable before it does)
+    for pt in PTS + (0x20000, 0x21000, 0x22000, 0x3F000, RAM - 0x1000):
         for i, e in enumerate(pt_init):
             phys.write(pt + 4 * i, 4, e)
     v.paging(cr3=PDS[0], wp=True, pse=True)
-    for op in ops:
-        kind = op[0]
-        if kind == "access":
-            _, lin, size, write, user, value = op
-            lin2 = (lin + size - 1) & 0xFFFFFFFF
-            exp = [_expect(v, lin, write, user)]
-            if lin2 >> 12 != lin >> 12:
-                exp.append(_expect(v, lin2 & ~0xFFF, write, user))
-            faults = [e for e in exp if isinstance(e, tuple)]
-            fast = user == m.user and len(exp) == 1
-            try:
-                if write:
-                    base = m.wtlb.get(lin >> 12) if fast else None
-                    if base is not None:                       # the CPU's fast path
-                        assert not faults and base == exp[0] & ~0xFFF
-                        off = base | (lin & 0xFFF)
-                        phys.ram[off:off + size] = value.to_bytes(4, "little")[:size]
-                    else:
-                        m.write(lin, size, value, user)
+    return v
+
+
+def _run_op(v, op):
+    """Apply one op; for accesses check the MMU against a fresh walk, using the
+    CPU's fast path (rtlb/wtlb straight into RAM) whenever it has an entry."""
+    phys, m, R = v.phys, v.mmu, v.R
+    kind = op[0]
+    if kind == "access":
+        _, lin, size, write, user, value = op
+        lin2 = (lin + size - 1) & 0xFFFFFFFF
+        exp = [_expect(v, lin, write, user)]
+        if lin2 >> 12 != lin >> 12:
+            exp.append(_expect(v, lin2 & ~0xFFF, write, user))
+        faults = [e for e in exp if isinstance(e, tuple)]
+        fast = user == m.user and len(exp) == 1
+        try:
+            if write:
+                base = m.wtlb.get(lin >> 12) if fast else None
+                if base is not None:                       # the CPU's fast path
+                    assert not faults and base == exp[0] & ~0xFFF
+                    off = base | (lin & 0xFFF)
+                    phys.ram[off:off + size] = value.to_bytes(4, "little")[:size]
                 else:
-                    base = m.rtlb.get(lin >> 12) if fast else None
-                    if base is not None:
-                        assert not faults and base == exp[0] & ~0xFFF
-                        off = base | (lin & 0xFFF)
-                        got = int.from_bytes(phys.ram[off:off + size], "little")
-                        assert got == phys.peek(exp[0], size)
-                    else:
-                        m.read(lin, size, user)
-            except CPUFault as f:
-                assert faults, "MMU faulted where the tables allow the access"
-                assert (f.vector, f.error_code, f.cr2) == (14,) + faults[0][1:]
+                    m.write(lin, size, value, user)
             else:
-                assert not faults, "MMU allowed an access the tables forbid: %r" % (exp,)
-        elif kind == "store":
-            _, table, idx, value = op
-            phys.write(table + 4 * idx, 4, value)
-        elif kind == "store_pde":
-            _, table, idx, value = op
-            phys.write(table + 4 * idx, 4, value)
-        elif kind == "cr3":
-            v.cr3(op[1])
-        elif kind == "invlpg":
-            m.invlpg(op[1])
-        elif kind == "priv":
-            m.set_privilege(op[1])
-        elif kind == "code":
-            (m.mark_code if op[2] else m.unmark_code)(op[1])
-        elif kind == "mode":
-            _, pg, pse = op
-            R[CR0] = (R[CR0] & ~CR0_PG & 0xFFFFFFFF) | (CR0_PG if pg else 0)
-            R[CR4] = CR4_PSE if pse else 0
-            m.paging_changed()
-        errs = m.audit()
-        assert errs == [], (op, errs)
+                base = m.rtlb.get(lin >> 12) if fast else None
+                if base is not None:
+                    assert not faults and base == exp[0] & ~0xFFF
+                    off = base | (lin & 0xFFF)
+                    got = int.from_bytes(phys.ram[off:off + size], "little")
+                    assert got == phys.peek(exp[0], size)
+                else:
+                    m.read(lin, size, user)
+        except CPUFault as f:
+            assert faults, "MMU faulted where the tables allow the access"
+            assert (f.vector, f.error_code, f.cr2) == (14,) + faults[0][1:]
+        else:
+            assert not faults, "MMU allowed an access the tables forbid: %r" % (exp,)
+    elif kind in ("store", "store_pde"):
+        _, table, idx, value = op
+        phys.write(table + 4 * idx, 4, value)
+    elif kind == "cr3":
+        v.cr3(op[1])
+    elif kind == "invlpg":
+        m.invlpg(op[1])
+    elif kind == "priv":
+        m.set_privilege(op[1])
+    elif kind == "code":
+        (m.mark_code if op[2] else m.unmark_code)(op[1])
+    elif kind == "mode":
+        _, pg, pse, wp, a20 = op
+        R[CR0] = PE | (CR0_PG if pg else 0) | (CR0_WP if wp else 0)
+        R[CR4] = CR4_PSE if pse else 0
+        R[A20] = int(a20)
+        m.paging_changed()
+    errs = m.audit()
+    assert errs == [], (op, errs)
+
+
+@given(pd_init=st.lists(GOOD_ENTRY, min_size=4, max_size=4),
+       pt_init=st.lists(st.one_of(ENTRY, GOOD_ENTRY), min_size=8, max_size=8),
+       ops=st.lists(OPS, max_size=40), max_shadows=st.sampled_from([1, 2, 8]),
+       max_entries=st.sampled_from([3, 1 << 18]))
+@settings(max_examples=100, deadline=None)
+def test_random_tables_and_accesses(pd_init, pt_init, ops, max_shadows, max_entries):
+    v = _setup_random(max_shadows, max_entries, pd_init, pt_init)
+    for op in ops:
+        _run_op(v, op)
+
+
+# Long random sequences: hypothesis picks a seed, a plain PRNG makes a few
+# hundred ops biased towards collisions (present entries, RAM frames that are
+# also page tables, accesses), which short shrinkable lists rarely reach.
+_RAM_FRAMES = (0x20000, 0x21000, 0x22000, 0x3F000, RAM - 0x1000) + PDS + PTS
+
+
+def _rand_entry(rng, pde=False):
+    if rng.random() < 0.8:
+        frame = rng.choice(_RAM_FRAMES)
+    else:
+        frame = rng.choice(FRAMES)
+    flags = 0
+    for bit, p in ((P, 0.85), (RW, 0.7), (US, 0.7), (A, 0.5), (D, 0.5), (0x100, 0.2),
+                   (PS, 0.15 if pde else 0.1), (0x18, 0.1), (0xE00, 0.1)):
+        if rng.random() < p:
+            flags |= bit
+    if rng.random() < 0.03:
+        return rng.getrandbits(32)
+    return frame | flags
+
+
+def _rand_lin(rng):
+    return ((rng.choice([0, 1, 2, 0x3FF]) << 22) | (rng.randrange(8) << 12)
+            | rng.choice([0, 4, 0x10, 0x7FE, 0xFFC, 0xFFE, 0xFFF, rng.randrange(0x1000)]))
+
+
+def _rand_op(rng):
+    r = rng.random()
+    if r < 0.55:
+        return ("access", _rand_lin(rng), rng.choice([1, 2, 4]), rng.random() < 0.5,
+                rng.random() < 0.4, rng.getrandbits(32))
+    if r < 0.70:
+        return ("store", rng.choice(_RAM_FRAMES), rng.randrange(8), _rand_entry(rng))
+    if r < 0.76:
+        return ("store_pde", rng.choice(PDS), rng.choice([0, 1, 2, 0x3FF]),
+                _rand_entry(rng, pde=True))
+    if r < 0.83:
+        return ("cr3", rng.choice(PDS))
+    if r < 0.87:
+        return ("invlpg", _rand_lin(rng))
+    if r < 0.93:
+        return ("priv", rng.random() < 0.5)
+    if r < 0.97:
+        return ("code", rng.choice(_RAM_FRAMES) >> 12, rng.random() < 0.6)
+    return ("mode", rng.random() < 0.9, rng.random() < 0.5, rng.random() < 0.5,
+            rng.random() < 0.9)
+
+
+@given(seed=st.integers(0, (1 << 32) - 1), max_shadows=st.sampled_from([1, 2, 8]),
+       max_entries=st.sampled_from([5, 1 << 18]))
+@settings(max_examples=60, deadline=None)
+def test_random_long_sequences(seed, max_shadows, max_entries):
+    import random
+    rng = random.Random(seed)
+    v = _setup_random(max_shadows, max_entries,
+                      [_rand_entry(rng, pde=True) for _ in range(4)],
+                      [_rand_entry(rng) for _ in range(8)])
+    done = []
+    for _ in range(300):
+        op = _rand_op(rng)
+        done.append(op)
+        try:
+            _run_op(v, op)
+        except AssertionError as e:
+            raise AssertionError("seed %d, op #%d %r (last ops %r): %s"
+                                 % (seed, len(done), op, done[-6:], e)) from None

@@ -69,10 +69,9 @@ Internal precision is IEEE double (53-bit significand, exponent range
 * FST m80 encodes the double exactly (a double subnormal becomes a normal
   extended number), so FLD m64 / FSTP m80 / FLD m80 round-trips exactly.
 * FILD m64 and FBLD of integers with magnitude > 2**53 round to 53 bits per
-  RC (hardware is exact), without PE.  FISTP m64 / FBSTP of such registers
-  store the double's exact integer value; values are exact multiples of
-  their ulp, so FBSTP of 10**18-1 is not representable and rounds to 10**18
-  (which is then out of range: IE + BCD indefinite).
+  RC (hardware is exact), without PE.  FISTP m64 / FBSTP then store the
+  double's exact integer value: FBLD of 999999999999999999 (10**18 - 1)
+  gives 10**18, which FBSTP finds out of range (IE + BCD indefinite).
 * Transcendentals (F2XM1, FYL2X, FYL2XP1, FPTAN, FPATAN, FSIN, FCOS,
   FSINCOS) use Python's ``math`` (correctly-reduced arguments, unlike the
   hardware's 66-bit pi) and report PE whenever the result is not trivially
@@ -1226,7 +1225,8 @@ class FPU:
             v, fl, up = binop(MUL, y, lg, rc, DOUBLE)
             if fl & IE:
                 return v, fl, up
-            return _approx(v)[0], (fl | PE), False
+            v, fl2, _ = _approx(v)
+            return v, fl | fl2, False
         return self._st0_st1(f, True)
 
     def fyl2xp1(self):
@@ -1596,13 +1596,14 @@ class FPU:
             img[160:288] = bytes(xmm[:128])
         return bytes(img)
 
-    def fxrstor(self, data):
-        """Load the legacy region of an FXSAVE image.  #GP(0) if MXCSR sets
+    def fxrstor(self, data, load_mxcsr=True):
+        """Load the legacy region of an FXSAVE image.  With load_mxcsr (CR4.
+        OSFXSR=1) MXCSR is loaded too, and #GP(0) is raised if it sets
         reserved bits (checked before anything changes)."""
         data = bytes(data)
         (cw, sw, t8, _r, fop, fip, fcs, _r2, fdp, fds, _r3,
          mxcsr) = struct.unpack_from("<HHBBHIHHIHHI", data, 0)
-        if mxcsr & ~MXCSR_MASK:
+        if load_mxcsr and mxcsr & ~MXCSR_MASK:
             raise CPUFault(GP, 0)
         R = self.R
         top = (sw >> TOP_SHIFT) & 7
@@ -1617,7 +1618,8 @@ class FPU:
         R[FPU_CS] = fcs
         R[FPU_DP] = fdp
         R[FPU_DS] = fds
-        R[MXCSR] = mxcsr
+        if load_mxcsr:
+            R[MXCSR] = mxcsr
         self._update_es()
 
     # ---------------------------------------------------------------- debugging

@@ -39,7 +39,6 @@ class Interpreter:
         self.page_blocks = {}    # ppn -> set of keys
         self.mode_ids = {}
         self.mode_key = 0
-        self.cur_block = None
         self.cur_iter = None
         self.smc_pos = None
         self.counters = {"blocks_decoded": 0, "smc_invalidations": 0, "block_runs": 0}
@@ -77,7 +76,6 @@ class Interpreter:
         if not keys:
             return
         self.counters["smc_invalidations"] += 1
-        cur = self.cur_block
         for k in keys:
             b = self.cache.pop(k, None)
             if b is not None:
@@ -86,8 +84,10 @@ class Interpreter:
                         s = self.page_blocks.get(other)
                         if s is not None:
                             s.discard(k)
-        if cur is not None and cur.key in keys and self.cur_iter is not None and self.smc_pos is None:
-            # stop the running block after the instruction doing the write
+        if self.cur_iter is not None and self.smc_pos is None:
+            # Stop the running block (if any) after the instruction doing the
+            # write: it may be one of the dropped blocks.  (A block that wrote
+            # into another code page stops early too: harmless, and rare.)
             it = self.cur_iter
             st = it.__reduce__()
             if len(st) > 2:
@@ -172,10 +172,18 @@ class Interpreter:
             if ((base + pc) & 0xFFFFFFFF) >> 12 != first_vpn:
                 break
         blk = Block()
+        blk.n = len(fns)
+        if falls:
+            # the block ends without a control transfer: a last closure moves EIP
+            R = cpu.R
+            end = pc
+
+            def fall_through():
+                R[EIP] = end
+            fns.append(fall_through)
         blk.fns = fns
         blk.eips = eips
         blk.next_eips = nexts
-        blk.n = len(fns)
         blk.end_eip = pc
         blk.falls = falls
         blk.eipset = frozenset(eips)
@@ -263,7 +271,6 @@ class Interpreter:
                     if pp is None or pp != mmu.rtlb.get(lin >> 12):
                         break
                     it = iter(blk.fns)
-                    self.cur_block = blk
                     self.cur_iter = it
                     try:
                         for f in it:
@@ -277,16 +284,11 @@ class Interpreter:
                             return self._stop_fault(e)
                         interrupts.raise_exception(cpu, e)
                         break
-                    if self.smc_pos is not None:
-                        n = self._smc_finish(blk, blk.n)
-                    else:
-                        n = blk.n
-                        if blk.falls:
-                            R[EIP] = blk.end_eip
+                    n = blk.n if self.smc_pos is None else self._smc_finish(blk, blk.n)
                     cpu.icount += n
                     executed += n
         except VMStop:
-            self.cur_block = self.cur_iter = None
+            self.cur_iter = None
             raise
 
     def _lookup(self, eip, lin):
@@ -311,7 +313,6 @@ class Interpreter:
         R = cpu.R
         n = blk.n
         it = iter(blk.fns if k == n else blk.fns[:k])
-        self.cur_block = blk
         self.cur_iter = it
         try:
             for f in it:
@@ -329,8 +330,6 @@ class Interpreter:
             R[EIP] = blk.next_eips[k - 1]
         else:
             done = n
-            if blk.falls:
-                R[EIP] = blk.end_eip
         cpu.icount += done
         return done
 
@@ -341,7 +340,7 @@ class Interpreter:
             self.smc_pos = None
         else:
             idx = it.__reduce__()[2] - 1
-        self.cur_block = self.cur_iter = None
+        self.cur_iter = None
         return idx
 
     def _smc_finish(self, blk, k):

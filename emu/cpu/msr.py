@@ -19,8 +19,9 @@ Every MSR value lives in the state words (state.py), so snapshots carry it:
   0x176  IA32_SYSENTER_EIP        32 bits
 Any other index: #GP(0).
 
-``clock(cpu)`` is the instruction clock at the current instruction (see
-system.py: cpu.icount is only advanced at block boundaries).
+``clock(cpu)`` is the instruction clock at the current instruction
+(cpu.icount is only advanced at block boundaries; clock() adds the part of
+the running block that has retired).
 """
 from .faults import CPUFault, GP
 from .state import (TSC_LO, TSC_HI, SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP,
@@ -42,18 +43,21 @@ _SYSENTER = {IA32_SYSENTER_CS: SYSENTER_CS, IA32_SYSENTER_ESP: SYSENTER_ESP,
 
 
 def clock(cpu, eip=None):
-    """Instructions retired before the current one.
+    """Instructions retired before the current one (exact inside a block).
 
     The interpreter adds a block's count to cpu.icount only when the block
-    ends.  Sensitive instructions (RDTSC, RDMSR, WRMSR ...) always end their
-    block, so while the one at offset ``eip`` runs it is the last closure of
-    interp.cur_block, and the block's other n-1 instructions have retired
-    before it.  Without ``eip`` (between instructions): cpu.icount."""
+    ends (or faults).  While a block runs, interp.cur_iter is the list
+    iterator over its closures, and its position (what the interpreter's own
+    fault path reads with __reduce__) is 1 + the index of the closure now
+    running: that many - 1 instructions of the block have retired.  After
+    the block, the iterator is exhausted and contributes nothing.  (``eip``
+    is accepted for callers that know the instruction; it is not needed.)"""
     n = cpu.icount
-    if eip is not None:
-        blk = cpu.interp.cur_block
-        if blk is not None and blk.n > 1 and blk.eips[-1] == eip:
-            n += blk.n - 1
+    it = getattr(cpu.interp, "cur_iter", None)
+    if it is not None:
+        st = it.__reduce__()
+        if len(st) > 2 and st[2] > 1:
+            n += st[2] - 1
     return n
 
 

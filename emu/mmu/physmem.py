@@ -117,7 +117,7 @@ class PhysMem:
 
     # ------------------------------------------------------------------
     # configuration
-    def _add_region(self, region):
+    def _add_region(self, region, check_only=False):
         if region.end <= region.base:
             raise ValueError("%s: empty region" % (region.name or "region"))
         if region.base < 0 or region.end > ADDR_SPACE:
@@ -128,6 +128,8 @@ class PhysMem:
             raise ValueError("%r overlaps %r" % (region, self._regions[i - 1]))
         if i < len(self._regions) and self._regions[i].base < region.end:
             raise ValueError("%r overlaps %r" % (region, self._regions[i]))
+        if check_only:
+            return
         self._regions.insert(i, region)
         self._starts.insert(i, region.base)
 
@@ -150,12 +152,18 @@ class PhysMem:
         if end > ADDR_SPACE:
             raise ValueError("%s: ROM 0x%x+0x%x goes past 4 GiB" % (name, base, len(data)))
         split = min(max(base, self.ram_size), end)
-        if base < split:        # the part inside RAM: copy in, mark read-only
-            self._add_region(Region(base, split, _R_ROM, None, name=name))
+        parts = []
+        if base < split:        # the part inside RAM: copied in, marked read-only
+            parts.append(Region(base, split, _R_ROM, None, name=name))
+        if split < end:         # the part above RAM: its own bytes
+            parts.append(Region(split, end, _R_ROM, data[split - base:], name=name))
+        for r in parts:
+            self._add_region(r, check_only=True)
+        for r in parts:
+            self._add_region(r)
+        if base < split:
             self.ram[base:split] = data[: split - base]
             self._mark_pages(base, split, KIND_ROM)
-        if split < end:         # the part above RAM: its own bytes
-            self._add_region(Region(split, end, _R_ROM, data[split - base:], name=name))
 
     def add_mmio(self, base, size, read, write, name="mmio"):
         """Map an MMIO region: ``read(addr, size) -> int``, ``write(addr, size, value)``."""
@@ -234,8 +242,14 @@ class PhysMem:
                 if self._watchb[ppn]:
                     for fn in self._listeners:
                         fn(ppn, paddr, size)
-                self.ram[paddr:end] = (value & _SIZE_MASK.get(size, (1 << (8 * size)) - 1)
-                                       ).to_bytes(size, "little")
+                if size == 4:
+                    _U32.pack_into(self.ram, paddr, value & 0xFFFFFFFF)
+                elif size == 1:
+                    self.ram[paddr] = value & 0xFF
+                elif size == 2:
+                    _U16.pack_into(self.ram, paddr, value & 0xFFFF)
+                else:
+                    self.ram[paddr:end] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
                 return
         self._write_slow(paddr, size, value)
 

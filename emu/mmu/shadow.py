@@ -35,6 +35,15 @@ each access walks again.  A hostile guest can make itself slow, nothing else.
 
 With paging off a separate shadow holds the identity map (with the A20
 mask), its user dicts being the supervisor ones.
+
+Bounds: at most ``max_shadows`` address spaces (LRU) and ``max_entries``
+cached pages over all of them; past that, shadows are evicted or emptied, so
+a guest cannot grow host memory by touching its whole linear space.
+
+Every store into guest RAM that does not go through ``wtlb`` must go through
+``PhysMem.write``/``write_bytes`` (listeners); whoever clears code-watch bits
+must clear only WATCH_CODE (``unmark_code``), never WATCH_PT.  After a
+snapshot restore call ``paging_changed()``: all of this is derived state.
 """
 from collections import OrderedDict
 
@@ -47,6 +56,7 @@ from .physmem import KIND_MMIO, KIND_RAM, PAGE_SIZE, WATCH_CODE, WATCH_PT
 MASK32 = 0xFFFFFFFF
 A20_OFF_MASK = MASK32 & ~(1 << 20)
 DEFAULT_MAX_SHADOWS = 8
+DEFAULT_MAX_ENTRIES = 1 << 18   # cached pages over all shadows (bounds host memory)
 
 _DICT_NAMES = ("sr", "sw", "ur", "uw", "psr", "psw", "pur", "puw")
 
@@ -55,7 +65,7 @@ class Shadow:
     """The cached translations of one address space."""
 
     __slots__ = ("key", "paging", "sr", "sw", "ur", "uw",
-                 "psr", "psw", "pur", "puw", "src", "__weakref__")
+                 "psr", "psw", "pur", "puw", "src")
 
     def __init__(self, key, paging_on):
         self.key = key              # CR3 & 0xFFFFF000, or None with paging off
@@ -106,9 +116,14 @@ class Shadow:
 class MMU:
     """Shadow-paging MMU of one CPU; see the module docstring and INTERNALS.md."""
 
-    def __init__(self, phys, R, max_shadows=DEFAULT_MAX_SHADOWS):
+    def __init__(self, phys, R, max_shadows=DEFAULT_MAX_SHADOWS,
+                 max_entries=DEFAULT_MAX_ENTRIES):
         if max_shadows < 1:
             raise ValueError("max_shadows must be at least 1")
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self.nentries = 0               # (shadow, vpn) pairs with a tracking record
         self.phys = phys
         self.R = R
         self.max_shadows = max_shadows
@@ -124,6 +139,7 @@ class MMU:
             "shadow_cache_hits": 0,
             "shadow_evictions": 0,
             "invlpg": 0,
+            "reclaims": 0,              # shadows emptied because max_entries was hit
         }
         # tracking: ppn of a page-table page -> {dword index -> {(shadow, vpn)}}
         self.track = {}
@@ -207,8 +223,25 @@ class MMU:
             self.nopg.clear()
         self.track.clear()
         self.wrev.clear()
+        self.nentries = 0
         w = self.phys.watch
         w &= 0xFF ^ WATCH_PT
+
+    def _reclaim(self, keep):
+        """Too many cached pages: evict least recently used shadows, then, if
+        need be, empty ``keep`` itself.  A hostile guest touching its whole
+        linear space cannot make the host hold more than max_entries pages."""
+        self.counters["reclaims"] += 1
+        for key in list(self.cache):
+            if self.nentries < self.max_entries // 2 + 1:
+                return
+            sh = self.cache[key]
+            if sh is not keep:
+                del self.cache[key]
+                self._evict(sh)
+                self.counters["shadow_evictions"] += 1
+        if self.nentries >= self.max_entries:
+            self._evict(keep)
 
     def _evict(self, sh):
         for vpn in list(sh.src):
@@ -296,6 +329,7 @@ class MMU:
         sh.puw.pop(vpn, None)
         keys = sh.src.pop(vpn, None)
         if keys:
+            self.nentries -= 1
             track = self.track
             item = (sh, vpn)
             for key in keys:
@@ -384,6 +418,9 @@ class MMU:
             old = None
         item = (sh, vpn)
         if old is None:
+            if self.nentries >= self.max_entries:
+                self._reclaim(sh)
+            self.nentries += 1
             track = self.track
             for key in keys:
                 tppn = key >> 10
@@ -472,8 +509,7 @@ class MMU:
         if page is not None:
             return page | (lin & 0xFFF)
         paddr, info = self._walk(sh, lin, write, user)
-        if sh is self.cur:      # (a listener cannot switch shadows; be safe anyway)
-            self._fill(sh, vpn, paddr, info)
+        self._fill(sh, vpn, paddr, info)
         return paddr
 
     def translate(self, lin, write, user, fetch=False):
@@ -487,12 +523,7 @@ class MMU:
         off = lin & 0xFFF
         if off + size <= PAGE_SIZE:
             return self.phys.read(self._xlate(lin, False, user), size)
-        n1 = PAGE_SIZE - off
-        p1 = self._xlate(lin, False, user)
-        p2 = self._xlate((lin + n1) & MASK32, False, user)
-        phys = self.phys
-        return int.from_bytes(phys.read_bytes(p1, n1) + phys.read_bytes(p2, size - n1),
-                              "little")
+        return int.from_bytes(self.read_bytes(lin, size, user), "little")
 
     def write(self, lin, size, value, user):
         lin &= MASK32
@@ -500,12 +531,9 @@ class MMU:
         if off + size <= PAGE_SIZE:
             self.phys.write(self._xlate(lin, True, user), size, value)
             return
-        n1 = PAGE_SIZE - off
-        p1 = self._xlate(lin, True, user)
-        p2 = self._xlate((lin + n1) & MASK32, True, user)
-        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
-        self.phys.write_bytes(p1, data[:n1])
-        self.phys.write_bytes(p2, data[n1:])
+        # page-crossing: every page is translated (and may fault) before any
+        # byte is stored
+        self.write_bytes(lin, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), user)
 
     def _pages(self, lin, n, write, user):
         lin &= MASK32
@@ -619,6 +647,12 @@ class MMU:
             for vpn in sh.src:
                 if vpn not in sh.psr:
                     errs.append("%s: tracking record for 0x%05x without an entry" % (tag, vpn))
+        n = sum(len(sh.src) for sh in shadows)
+        if n != self.nentries:
+            errs.append("entry count %d disagrees with the tracking records (%d)"
+                        % (self.nentries, n))
+        if n > self.max_entries:
+            errs.append("%d cached pages exceed max_entries=%d" % (n, self.max_entries))
         for ppn, t in self.track.items():
             if not t:
                 errs.append("empty tracking record for page 0x%x" % ppn)

@@ -69,7 +69,7 @@ def call(cpu, insn):
     R = cpu.R
     cs = cpu.segs[CS]
     size = insn.opsize >> 3
-    ret = insn.next_eip
+    ret = insn.next_eip & (0xFFFFFFFF if size == 4 else 0xFFFF)
     push = cpu.push
     if insn.imm is not None and insn.mod is None:
         t = _target(insn)
@@ -119,29 +119,40 @@ def ret(cpu, insn):
 
 
 def loop(cpu, insn):
+    """LOOP/LOOPE/LOOPNE: count register by address size; the new count is
+    committed only with EIP (a target beyond the CS limit faults first)."""
     R = cpu.R
     t = _target(insn)
     n = insn.next_eip
     cs = cpu.segs[CS]
     mnem = insn.row.mnem
     cmask = 0xFFFFFFFF if insn.adsize == 32 else 0xFFFF
-    zcond = CONDS[4]   # ZF set
+    keep = 0xFFFFFFFF ^ cmask
+    zset = CONDS[4]   # ZF set
 
-    def f():
+    if mnem == "loop":
+        def f():
+            c = (R[ECX] - 1) & cmask
+            if c:
+                if t > cs.xmax:
+                    raise CPUFault(GP, 0)
+                R[EIP] = t
+            else:
+                R[EIP] = n
+            R[ECX] = (R[ECX] & keep) | c
+        return f
+    want_z = mnem == "loope"
+
+    def g():
         c = (R[ECX] - 1) & cmask
-        R[ECX] = (R[ECX] & ~cmask & 0xFFFFFFFF) | c
-        take = c != 0
-        if take and mnem == "loope":
-            take = zcond(R)
-        elif take and mnem == "loopne":
-            take = not zcond(R)
-        if take:
+        if c and zset(R) == want_z:
             if t > cs.xmax:
                 raise CPUFault(GP, 0)
             R[EIP] = t
         else:
             R[EIP] = n
-    return f
+        R[ECX] = (R[ECX] & keep) | c
+    return g
 
 
 def jcxz(cpu, insn):
@@ -162,6 +173,8 @@ def jcxz(cpu, insn):
 
 
 def bound(cpu, insn):
+    """BOUND r, m16&16 / m32&32: signed bounds; #BR when out of range
+    (mod = 3 is #UD through the row's "mem" attribute)."""
     R = cpu.R
     size = insn.opsize >> 3
     addr = ea(cpu, insn)
@@ -170,15 +183,16 @@ def bound(cpu, insn):
     r = insn.reg
     mask = 0xFFFFFFFF if size == 4 else 0xFFFF
     sign = 0x80000000 if size == 4 else 0x8000
-
-    def sx(v):
-        return v - ((v & sign) << 1)
+    amask = 0xFFFFFFFF if insn.adsize == 32 else 0xFFFF
 
     def f():
         a = addr()
-        lo = sx(rd(s, a))
-        hi = sx(rd(s, (a + size) & (0xFFFFFFFF if insn.adsize == 32 else 0xFFFF)))
-        v = sx(R[r] & mask)
+        lo = rd(s, a)
+        hi = rd(s, (a + size) & amask)
+        lo -= (lo & sign) << 1
+        hi -= (hi & sign) << 1
+        v = R[r] & mask
+        v -= (v & sign) << 1
         if v < lo or v > hi:
             raise CPUFault(BR)
     return f

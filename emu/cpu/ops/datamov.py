@@ -264,8 +264,8 @@ def bswap(cpu, insn):
     R = cpu.R
     r = insn.opcode & 7
     if insn.opsize == 16:
-        # Undefined in the SDM; Intel and AMD parts (and Bochs) clear the low
-        # word.  (Unicorn/QEMU swap all 32 bits instead.)
+        # Undefined in the SDM; Intel parts, Bochs and Unicorn 2.1.4 all
+        # clear the low word and keep the upper one.
         def z():
             R[r] &= 0xFFFF0000
         return z

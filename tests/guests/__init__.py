@@ -1,0 +1,1 @@
+"""Small guest programs for the tests, assembled with keystone at test time."""
