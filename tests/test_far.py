@@ -79,11 +79,13 @@ limits = st.sampled_from([(0xFFFFF, 0x8), (0x00400, 0x8), (0x401006, 0x0), (0x40
 
 # --- JMP far / CALL far to code segments ------------------------------------------------------
 
-@settings(**SETTINGS)
+@settings(**dict(SETTINGS, max_examples=120))
 @given(access=st.one_of(code_data_access(), system_access_no_task()), rpl=st.integers(0, 3),
        ring3=st.booleans(), call=st.booleans(), lim=limits, big=st.booleans(),
-       opsize16=st.booleans())
-def test_far_jmp_call_to_any_descriptor(access, rpl, ring3, call, lim, big, opsize16):
+       opsize16=st.booleans(), mem_form=st.booleans())
+def test_far_jmp_call_to_any_descriptor(access, rpl, ring3, call, lim, big, opsize16, mem_form):
+    """JMP/CALL ptr16:32 / ptr16:16, or m16:32 / m16:16 (FF /3, FF /5), to a
+    random descriptor from ring 0 or 3 with any RPL."""
     raw_limit, g = lim
     if raw_limit > 0xFFFFF:
         raw_limit, g = raw_limit >> 12, 0x8        # page-granular: limit 0x401FFF
@@ -94,17 +96,29 @@ def test_far_jmp_call_to_any_descriptor(access, rpl, ring3, call, lim, big, opsi
         lim16 = {0xFFFFF: 0xFFFF, 0x00400: 6, 0x401006: 5, 0x401007: 0}.get(lim[0], 0xFFFF)
         d = descriptor(L.code_lin, lim16, access, flags & ~0x8)
         code = b"\x66" + (b"\x9a" if call else b"\xea") + struct.pack("<HH", 6, SLOT | rpl)
+        ptr = struct.pack("<HH", 8, SLOT | rpl)
     else:
         d = descriptor(0, raw_limit, access, flags)
         code = (far_call if call else far_jmp)(SLOT | rpl, CODE_END, 32)
+        ptr = struct.pack("<IH", L.code_lin + 8, SLOT | rpl)
+    mem = None
+    if mem_form:
+        # FF /3 or FF /5 with [disp32]: 6 bytes (+ 66): the end is at +6 / +7
+        code = (b"\x66" if opsize16 else b"") + (b"\xff\x1d" if call else b"\xff\x2d") + \
+            struct.pack("<I", L.data_lin[0] + 0x20)
+        ptr = struct.pack("<HH", 7, SLOT | rpl) if opsize16 else struct.pack("<IH", L.code_lin + 6,
+                                                                              SLOT | rpl)
+        mem = [(L.data_lin[0] + 0x20, ptr)]
     if call:
         # Unicorn/QEMU checks a CALL's new EIP only after pushing the return
         # address and reports #GP(selector); the SDM says #GP(0) before any push
         # (test_transfer_eip_beyond_cs_limit): no such case here
         byte_limit = lim16 if opsize16 else ((raw_limit << 12) | 0xFFF if g else raw_limit)
-        assume(byte_limit >= (6 if opsize16 else CODE_END))
+        target = struct.unpack("<H" if opsize16 else "<I", ptr[:-2])[0] if mem_form else \
+            (6 if opsize16 else CODE_END)
+        assume(byte_limit >= target)
     regs = dict(cpl=3) if ring3 else {}
-    same(code, regs=regs, phys_mem=slots(d))
+    same(code, regs=regs, phys_mem=slots(d), mem=mem)
 
 
 @pytest.mark.parametrize("sel", [0, 1, 3, 0x40, 0x43, 0xFFF8, 0x04, 0x0C, 0x2B])
@@ -491,6 +505,129 @@ def test_task_switch_bad_new_segment_faults_in_new_task(ds, vec):
     assert (f["eip"], f["cs"]) == (HANDLER_LIN, 0x08)
 
 
+TSS3_LIN = L.sys_lin + 0x7000
+LDT_LIN = L.sys_lin + 0x7800
+
+
+def _task_machine():
+    """Ring 0, TSS 2 at 0x48, a #TS/#NP/#SS task (TSS 3, 0x98) for faults of the
+    new task's CS/SS, and descriptors the cases below name."""
+    m = Machine()
+    m.gdt(9, tss_desc(TSS2_LIN))                                 # 0x48 TSS 2
+    m.gdt(10, descriptor(LDT_LIN, 0x0F, 0x82, 0))                # 0x50 LDT (2 entries)
+    m.write(LDT_LIN, bytes(8) + descriptor(0x4000, 0xFFF, 0xF3, 0x4))   # LDT 0x0C/0x0F: DPL-3 data
+    m.gdt(11, d32(0, 0xFFFFF, 0x13))                             # 0x58 data, not present
+    m.gdt(12, d32(0, 0xFFFFF, 0x99))                             # 0x60 execute-only code
+    m.gdt(13, d32(0, 0xFFFFF, 0xFB))                             # 0x68 code DPL 3
+    m.gdt(14, d32(0, 0xFFFFF, 0xFF))                             # 0x70 conforming code DPL 3
+    m.gdt(15, d32(0, 0xFFFFF, 0x93))                             # 0x78 data DPL 0
+    m.gdt(16, d32(0, 0xFFFFF, 0x13))                             # 0x80 stack, not present
+    m.gdt(17, descriptor(TSS2_LIN, 0x67, 0x81, 0))               # 0x88 16-bit TSS
+    m.gdt(18, d32(0, 0x1000, 0x9B, 0x4))                         # 0x90 code, limit 0x1000
+    m.gdt(19, tss_desc(TSS3_LIN))                                # 0x98 TSS 3
+    m.write(TSS3_LIN, tss32(L.handler_lin(10), esp=L.kstack_top - 0x400))
+    for v in (10, 11, 12):
+        m.idt(v, task_gate(0x98, dpl=0))
+    return m
+
+
+@pytest.mark.parametrize("fields, want", [
+    (dict(ldt=0x0C), ("new", 10, 0x0C)),            # LDT selector with TI=1
+    (dict(ldt=0x10), ("new", 10, 0x10)),            # not an LDT descriptor
+    (dict(ldt=0x50, ds=0x0F), ("ok", 0x0F, 0x4000)),  # LDT loaded, DS from it
+    (dict(cs=0x00), ("new", 10, 0x00)),             # null CS
+    (dict(cs=0x10), ("new", 10, 0x10)),             # data as CS
+    (dict(cs=0x70), ("new", 10, 0x70)),             # conforming CS, DPL 3 > RPL 0
+    (dict(cs=0x6B), ("new", 10, 0x10)),             # CPL 3: SS (DPL 0) != CPL
+    (dict(ss=0x00), ("new", 10, 0x00)),             # null SS
+    (dict(ss=0x80), ("new", 12, 0x80)),             # SS not present: #SS
+    (dict(ss=0x68), ("new", 10, 0x68)),             # code as SS
+    (dict(ds=0x60), ("new", 10, 0x60)),             # execute-only code as DS
+    (dict(ds=0x13), ("new", 10, 0x10)),             # RPL 3 > DPL 0
+    (dict(ds=0x23), ("ok", 0x23, 0)),               # DPL 3 >= CPL 0
+    (dict(ds=0x58), ("new", 11, 0x58)),             # DS not present: #NP
+    (dict(cs=0x90), ("eip", 13, 0)),                # EIP beyond the new CS limit: #GP(0)
+])
+def test_task_switch_new_task_checks(fields, want):
+    """SDM Table 7-1, checks after the commit point: the fault is delivered in
+    the new task (TSS 2: TR = 0x48 and its state loaded).  The #TS/#NP/#SS
+    handlers are a task gate to TSS 3 (what the SDM recommends, since CS or
+    SS of the faulting task may be unusable): TSS 3 runs with the error code
+    on its stack, its link field naming TSS 2."""
+    m = _task_machine()
+    kw = dict(cs=0x08, ss=0x10, ds=0x10)
+    kw.update(fields)
+    m.write(TSS2_LIN, tss32(HANDLER_LIN, **kw))
+    m.code(far_jmp(0x48, 0, 32))
+    kind, a, b = want
+    m.run(count=1 if kind == "ok" else 4)
+    if kind == "ok":
+        assert m.R[S.TR_SEL] == 0x48 and m.R[S.EIP] == HANDLER_LIN
+        assert m.seg("ds")[:2] == (a, b)
+        return
+    if kind == "eip":
+        v, f = m.delivered()
+        assert (v, f["err"], f["eip"], f["cs"]) == (a, b, HANDLER_LIN, 0x90)
+        assert m.R[S.TR_SEL] == 0x48
+        return
+    assert m.R[S.TR_SEL] == 0x98, hex(m.R[S.TR_SEL])             # in TSS 3
+    assert m.stub_vector() == 10                                  # TSS 3's EIP
+    assert m.rd32(m.R[S.ESP]) == b                                # error code
+    assert m.R[S.ESP] == L.kstack_top - 0x400 - 4
+    assert struct.unpack("<H", m.read(TSS3_LIN, 2))[0] == 0x48   # link
+    assert m.gdt_raw(9)[5] & 2 and m.gdt_raw(19)[5] & 2          # both busy
+    assert struct.unpack("<I", m.read(TSS2_LIN + 0x20, 4))[0] == HANDLER_LIN  # TSS 2's EIP saved
+    del a
+
+
+def test_task_switch_pre_commit_and_unsupported():
+    m = _task_machine()
+    m.write(TSS2_LIN, tss32(HANDLER_LIN))
+    m.cpu.stop_on_fault = True
+    for code, want in ((far_jmp(0x88, 0, 32), (13, 0x88)),           # 16-bit TSS: unsupported
+                       (far_jmp(0x98 | 3, 0, 32), (13, 0x98))):      # RPL 3 > TSS DPL 0
+        m.code(code)
+        m.R[S.EIP] = L.code_lin
+        st_ = m.run(count=1)
+        assert (st_.vector, st_.error_code) == want and m.R[S.TR_SEL] == 0x28
+    # a task gate: DPL < CPL -> #GP(gate); TSS selector with TI=1 -> #GP(TSS sel)
+    m.gdt(20, task_gate(0x48, dpl=0))                                # 0xA0
+    m.gdt(21, task_gate(0x4C, dpl=3))                                # 0xA8
+    m.gdt(22, task_gate(0x58, dpl=3))                                # 0xB0: not a TSS
+    for code, want in ((far_jmp(0xA3, 0, 32), (13, 0xA0)), (far_jmp(0xA8, 0, 32), (13, 0x4C)),
+                       (far_jmp(0xB0, 0, 32), (13, 0x58))):
+        m.code(code)
+        m.R[S.EIP] = L.code_lin
+        st_ = m.run(count=1)
+        assert (st_.vector, st_.error_code) == want, (st_, want)
+    # IRET with NT=1 whose link names an available (not busy) TSS: #TS(link)
+    m.write(L.tss_lin, struct.pack("<H", 0x48))
+    m.code("iretd")
+    m.R[S.EIP] = L.code_lin
+    m.cpu.set_eflags(0x4002)
+    st_ = m.run(count=1)
+    assert (st_.vector, st_.error_code) == (10, 0x48)
+    # a new task with VM=1: virtual-8086 mode is not supported -> clean VM stop
+    m.cpu.set_eflags(0x2)
+    m.write(TSS2_LIN, tss32(HANDLER_LIN, eflags=0x20002))
+    m.code(far_jmp(0x48, 0, 32))
+    m.R[S.EIP] = L.code_lin
+    st_ = m.run(count=1)
+    assert st_.reason == "vmstop" and "virtual-8086" in st_.message and m.R[S.TR_SEL] == 0x28
+
+
+def test_task_switch_t_bit_debug_trap():
+    """T=1 in the new TSS: a #DB trap (DR6.BT) once the switch completes, before
+    the new task's first instruction (SDM 7.2.1)."""
+    m = _task_machine()
+    m.write(TSS2_LIN, tss32(HANDLER_LIN, tbit=1))
+    m.code(far_jmp(0x48, 0, 32))
+    m.run(count=2)
+    v, f = m.delivered()
+    assert v == 1 and f["eip"] == HANDLER_LIN and m.R[S.DR0 + 6] & 0x8000
+    assert m.R[S.TR_SEL] == 0x48
+
+
 # --- real mode ------------------------------------------------------------------------------
 
 @settings(**SETTINGS)
@@ -516,3 +653,84 @@ def test_real_mode_far(kind, o32, sel, off, image, cur):
     mem = [(RL.stack_lin[0] + esp, frame)]
     regs = dict(eflags=(cur & 0x3F7FD7 & ~0x30300) | 2)
     same(code, regs=regs, mem=mem, layout=RL)
+
+
+# --- hostile guest ---------------------------------------------------------------------------
+
+_FAR_OPS = st.sampled_from([b"\xea", b"\x9a", b"\xcb", b"\xca\x08\x00", b"\xcf", b"\x66\xcf",
+                            b"\x66\xcb", b"\xcd", b"\xce", b"\xcc", b"\xf1", b"\x8e\xd8",
+                            b"\x8e\xd0", b"\x66\xea", b"\x66\x9a"])
+
+
+_sels = st.sampled_from([0x00, 0x08, 0x0B, 0x10, 0x1B, 0x23, 0x28, 0x40, 0x43, 0x48, 0x4B,
+                         0x50, 0x58, 0x5B, 0x60, 0x68, 0x70, 0x78, 0x7B, 0x80, 0x0C, 0x44])
+_offs = st.sampled_from([L.code_lin, L.code_lin + 0x10, L.code_lin + 0x7F0, 0x10, 0xFFFFFFF0,
+                         L.handler_lin(13), L.kstack_top - 4, 0x419800])
+_bases = st.sampled_from([0, L.code_lin, L.sys_lin + 0x6000, L.sys_lin + 0x3000, 0x419000,
+                          0xFFFFF000, L.tss_lin])
+_seg_desc = st.builds(lambda base, limit, p, dpl, s_, t, f: descriptor(base, limit, (p << 7) | (dpl << 5) | (s_ << 4) | t, f),
+                      _bases, st.sampled_from([0xFFFFF, 0x67, 0x0, 0xFFFF, 0x1000, 0x8]),
+                      st.integers(0, 1), st.integers(0, 3), st.integers(0, 1), st.integers(0, 15),
+                      st.integers(0, 15))
+_gate_desc = st.builds(lambda off, sel, p, dpl, t, cnt: struct.pack("<HHBBH", off & 0xFFFF, sel, cnt,
+                                                                    (p << 7) | (dpl << 5) | t, off >> 16),
+                       _offs, _sels, st.integers(0, 1), st.integers(0, 3),
+                       st.sampled_from([4, 5, 6, 7, 12, 14, 15, 9, 11, 1, 3]), st.integers(0, 31))
+_desc = st.one_of(st.binary(min_size=8, max_size=8), _seg_desc, _gate_desc)
+_tss = st.builds(lambda eip, fl, segs, ldt, cr3, esp, t: tss32(eip, cs=segs[0], ss=segs[1], ds=segs[2],
+                                                                esp=esp, eflags=fl, ldt=ldt, cr3=cr3,
+                                                                tbit=t),
+                 _offs, st.integers(0, 0x3FFFFF), st.tuples(_sels, _sels, _sels), _sels,
+                 st.sampled_from([L.regs["cr3"], 0, 0x7FF000]), _offs, st.integers(0, 3))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gdt=st.lists(_desc, min_size=8, max_size=8),
+       idt=st.lists(_gate_desc, min_size=4, max_size=4),
+       exc_idt=st.lists(st.tuples(st.sampled_from([8, 10, 11, 12, 13, 14]), _gate_desc), max_size=3),
+       tss=st.one_of(st.binary(min_size=0x68, max_size=0x68), _tss),
+       tss2=_tss, stack=st.binary(min_size=32, max_size=32),
+       ops=st.lists(st.tuples(_FAR_OPS, st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)),
+                    min_size=1, max_size=4),
+       ring3=st.booleans(), eflags=st.integers(0, 0x3FFFFF), tr_limit=st.sampled_from([0x67, 0x8]))
+def test_hostile_descriptors_never_escape(gdt, idt, exc_idt, tss, tss2, stack, ops, ring3, eflags,
+                                         tr_limit):
+    """Random descriptors (GDT 8-15, IDT vectors 0x40-0x43 and the exception
+    vectors 8/10-14 left intact or replaced), a random TSS and stack, random
+    far transfers / INT / IRET / segment loads: the run ends in a guest-visible
+    way (a fault delivered, a VM stop such as a triple fault) - never a Python
+    exception - and the MMU audit stays clean (THREATS.md, HYP-DV2/DV3)."""
+    m = Machine(ring3=ring3, regs=dict(eflags=(eflags & 0x3F7FD7 & ~0x20000) | 2))
+    for i, d in enumerate(gdt):
+        m.gdt(8 + i, d)
+    if tss2[0x64] & 2:                              # often: 0x40 is a TSS for tss2, 0x48 a gate
+        m.gdt(8, descriptor(L.sys_lin + 0x6000, 0x67, 0x80 | (gdt[0][5] & 0x6B), 0))
+        m.gdt(9, task_gate(0x40, dpl=gdt[1][0] & 3))
+    for i, d in enumerate(idt):
+        m.idt(0x40 + i, d)
+    for v, d in exc_idt:
+        m.idt(v, d)
+    m.write(L.sys_lin + 0x6000, tss2)               # a second TSS for descriptors based there
+    if tss[0] & 1:
+        m.write(L.tss_lin, tss)
+        m.R[S.TR_LIMIT] = tr_limit
+    m.write(L.regs["esp"], stack)
+    code = b""
+    for op, sel, off in ops:
+        if op in (b"\xea", b"\x9a"):
+            code += op + struct.pack("<IH", off, sel & 0x7F)
+        elif op in (b"\x66\xea", b"\x66\x9a"):
+            code += op + struct.pack("<HH", off & 0xFFFF, sel & 0x7F)
+        elif op == b"\xcd":
+            code += op + bytes([0x40 + (sel & 3) if off & 1 else sel & 0xFF])
+        elif op[0] == 0x8E:
+            code = code + b"\x66\xb8" + struct.pack("<H", sel & 0x7F) + op
+        else:
+            code += op
+    m.code(code)
+    try:
+        st_ = m.run(count=12)
+    except Exception as e:          # anything but a Stop is a bug
+        raise AssertionError("escaped: %r" % e)
+    assert st_.reason in ("count", "hlt", "until", "vmstop", "exception"), st_
+    assert m.cpu.mmu.audit() == []

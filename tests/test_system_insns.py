@@ -828,8 +828,6 @@ def test_sysenter_from_ring3_needs_no_iopl():
 
 
 # --- core issues found (see the report) ------------------------------------------
-@pytest.mark.xfail(reason="decode.py decodes a memory operand for MOV CR/DR with mod != 3; "
-                          "the SDM says the mod bits are ignored (always 3 bytes)")
 def test_mov_cr_mod_bits_ignored():
     ro, re_ = check_same(P, bytes.fromhex("0f2005") + b"\x90" * 8)
     assert re_.eip == P.code_lin + 3

@@ -7,7 +7,7 @@ controllers through ``irq`` (an object with ``pending()`` -> bool and
 """
 from .state import (CPUState, views, EIP, EFLAGS, CR0, CR4, CPL, ESP, SS, CS, HALTED, A20,
                     seg_index, FPU_CW, FPU_TW, MXCSR, LF_OP, GDTR_LIMIT, IDTR_LIMIT,
-                    LDTR_LIMIT, LDTR_ATTR, TR_LIMIT, TR_ATTR)
+                    LDTR_LIMIT, LDTR_ATTR, TR_LIMIT, TR_ATTR, DR0)
 from .memory import SegCache, make_accessors
 from .flags import materialize, FIXED1, VM
 from .faults import CPUFault, VMStop
@@ -78,6 +78,8 @@ class CPU:
         R[2] = 0x0633    # EDX: family 6 model 3 stepping 3 signature after reset
         R[GDTR_LIMIT] = R[IDTR_LIMIT] = 0xFFFF
         R[LDTR_LIMIT] = R[TR_LIMIT] = 0xFFFF
+        R[DR0 + 6] = 0xFFFF0FF0
+        R[DR0 + 7] = 0x400
         R[LDTR_ATTR] = 0x82
         R[TR_ATTR] = 0x8B
         for s in range(6):
@@ -194,7 +196,7 @@ class CPU:
         R = self.R
         old = R[CR4]
         R[CR4] = value
-        if old != value:
+        if (old ^ value) & 0xB0:        # PSE, PAE, PGE change translations
             self.mmu.paging_changed()
 
     def set_a20(self, enabled):
@@ -221,6 +223,17 @@ class CPU:
         """Queue an external (maskable) interrupt with the given vector."""
         self.pending_vectors.append(vector & 0xFF)
         self.event = True
+
+    def clock(self):
+        """Instructions retired so far, exact even in the middle of a block: the
+        virtual clock that the TSC and (later) every device timer read."""
+        n = self.icount
+        it = self.interp.cur_iter
+        if it is not None:
+            st = it.__reduce__()
+            if len(st) > 2 and st[2] > 1:
+                n += st[2] - 1
+        return n
 
     def halted(self):
         return bool(self.R[HALTED])

@@ -95,6 +95,8 @@ def decode(fetch, eip, code32):
             entry = entry[reg]
             if entry is None:
                 raise CPUFault(UD)
+        if entry.reg_only:
+            mod = ins.mod = 3     # SDM: MOV to/from CRn/DRn ignore the mod field
         if mod != 3:
             if adsize == 32:
                 if rm == 4:

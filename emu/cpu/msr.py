@@ -42,24 +42,11 @@ _SYSENTER = {IA32_SYSENTER_CS: SYSENTER_CS, IA32_SYSENTER_ESP: SYSENTER_ESP,
              IA32_SYSENTER_EIP: SYSENTER_EIP}
 
 
+
 def clock(cpu, eip=None):
-    """Instructions retired before the current one (exact inside a block).
-
-    The interpreter adds a block's count to cpu.icount only when the block
-    ends (or faults).  While a block runs, interp.cur_iter is the list
-    iterator over its closures, and its position (what the interpreter's own
-    fault path reads with __reduce__) is 1 + the index of the closure now
-    running: that many - 1 instructions of the block have retired.  After
-    the block, the iterator is exhausted and contributes nothing.  (``eip``
-    is accepted for callers that know the instruction; it is not needed.)"""
-    n = cpu.icount
-    it = getattr(cpu.interp, "cur_iter", None)
-    if it is not None:
-        st = it.__reduce__()
-        if len(st) > 2 and st[2] > 1:
-            n += st[2] - 1
-    return n
-
+    """Instructions retired before the current one: cpu.clock(), exact inside
+    a block.  (``eip`` is accepted for callers that know the instruction.)"""
+    return cpu.clock()
 
 def tsc(cpu, eip=None):
     R = cpu.R

@@ -278,7 +278,7 @@ def _is_modrm_form(o):
 class Entry:
     """The decoder's view of one row: derived once from the row's forms."""
 
-    __slots__ = ("row", "has_modrm", "imms", "builder", "attrs", "key", "byte")
+    __slots__ = ("row", "has_modrm", "imms", "builder", "attrs", "key", "byte", "reg_only")
 
     def __init__(self, row):
         self.row = row
@@ -287,6 +287,8 @@ class Entry:
         self.imms = tuple(o for o in row.operands if o in _IMM_FORMS)
         self.builder = None
         self.key = (row.code, row.reg)
+        # MOV CRn/DRn: the mod bits are ignored, the operand is always a register
+        self.reg_only = any(o[0] == "R" for o in row.operands)
         ops = row.operands
         # byte-sized operation: an 8-bit register/memory operand, or a byte string op
         self.byte = ("AL" in ops or (ops and ops[0] in ("Eb", "Gb", "Zb", "Ob"))

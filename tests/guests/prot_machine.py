@@ -74,7 +74,15 @@ class Machine:
         self.cpu.phys.write_bytes(L.idt_phys + 8 * vector, bytes(g))
 
     def write(self, lin, data):
-        self.side._write_lin(lin, bytes(data))
+        """Store through the layout's page tables like a device would (PhysMem
+        watch listeners run: decoded code and shadow entries stay coherent)."""
+        data = bytes(data)
+        while data:
+            n = min(len(data), 0x1000 - (lin & 0xFFF))
+            pa = L.lin_to_phys(lin, ram=self.cpu.phys.ram)
+            assert pa is not None, hex(lin)
+            self.cpu.phys.write_bytes(pa, data[:n])
+            lin, data = lin + n, data[n:]
 
     def read(self, lin, n):
         pa = L.lin_to_phys(lin, ram=self.cpu.phys.ram)
