@@ -485,3 +485,37 @@ def test_bswap16_zeroes_low_word():
     the low word becomes 0, the upper word stays."""
     r = _emu_only(P, "db 0x66, 0x0f, 0xca", regs=dict(edx=0x11223344))
     assert r.edx == 0x11220000
+
+
+def test_far_pointer_and_bound_pair_do_not_wrap():
+    """LxS's far pointer and BOUND's pair are one memory operand: at offset
+    0xFFFC with a 16-bit address the selector/upper bound lies past the real-mode
+    limit: #GP, nothing loaded (SDM; Unicorn checks no limits)."""
+    r = _emu_only(REAL16, "les bx, dword ptr [0xfffe]", regs=dict(ebx=0x1111))
+    assert r.exception.vector == 13 and r.ebx == 0x1111 and r.sregs["es"] == 0x4000
+    r = _emu_only(REAL16, "db 0x66, 0xc4, 0x1e, 0xfc, 0xff", regs=dict(ebx=0x1111))   # les ebx, [0xfffc]
+    assert r.exception.vector == 13 and r.ebx == 0x1111
+    r = _emu_only(REAL16, "bound ax, dword ptr [0xfffe]", regs=dict(eax=5))
+    assert r.exception.vector == 13
+
+
+# every register-number variant of the Z-form rows, and the 0F 19..1F hint NOPs
+Z_FORMS = ([bytes([0xB0 + r, 0x80 + 17 * r]) for r in range(8)]                       # mov r8, imm8
+           + [bytes([0xB8 + r]) + (0x81234567 + r).to_bytes(4, "little") for r in range(8)]
+           + [bytes([0x90 + r]) for r in range(1, 8)]                                   # xchg r, eAX
+           + [bytes([0x66, 0x90 + r]) for r in range(1, 8)]
+           + [bytes([0x0F, 0x1F, 0xC0])])
+HINT_NOPS = {32: [bytes([0x0F, b, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00]) for b in range(0x19, 0x20)]
+             + [bytes([0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00])],                 # [eax+eax*1+disp32]
+             16: [bytes([0x0F, b, 0x84, 0x00, 0x00]) for b in range(0x19, 0x20)]
+             + [bytes([0x66, 0x0F, 0x1F, 0x44, 0x00])]}                       # [si+disp16], [si+disp8]
+
+
+@pytest.mark.parametrize("L", LAYOUTS, ids=IDS)
+def test_z_forms_and_hint_nops(L):
+    for i, code in enumerate(Z_FORMS + HINT_NOPS[L.mode]):
+        if L.mode == 16 and code[0] in range(0xB8, 0xC0):
+            code = code[:3]                                  # mov r16, imm16
+        rnd = random.Random(i)
+        # hint NOPs with an unmapped/out-of-limit address: no memory access, no fault
+        check_same(L, code, regs=base_regs(L, rnd), count=None)

@@ -47,7 +47,8 @@ class Env:
 
 
 ENVS = [
-    Env("REAL16", REAL16, sp=lambda rnd: rnd.getrandbits(16) << 16 | (0x8000 + 2 * rnd.randrange(0x3000))),
+    Env("REAL16", REAL16,
+        sp=lambda rnd: rnd.getrandbits(16) << 16 | (0x8000 + 2 * rnd.randrange(0x3000))),
     Env("PROT32", P, sp=lambda rnd: P.stack_lin[0] + 0x800 + 4 * rnd.randrange(0x600) + rnd.choice((0, 0, 2))),
     Env("PROT32_SS16", P, regs=dict(ss=SS16), phys=SS16_GDT,
         sp=lambda rnd: rnd.getrandbits(16) << 16 | (0x800 + 2 * rnd.randrange(0x1000))),
@@ -434,3 +435,11 @@ def test_enter_leave_faults():
     # LEAVE with EBP at an unmapped address: #PF, ESP unchanged
     run(env, b"\xc9", 3, ebp=P.unmapped_lin)
     run(env, b"\xc9", 4, ebp=DATA32 + 0x0FFE)          # page-crossing pop
+
+
+@pytest.mark.parametrize("env", ENVS, ids=repr)
+def test_push_pop_every_register(env):
+    for r in range(8):
+        for o in (b"", b"\x66"):
+            run(env, o + bytes([0x50 + r]), r)
+            run(env, o + bytes([0x58 + r]), r + 8)

@@ -49,6 +49,12 @@ def ud():
     raise CPUFault(UD)
 
 
+class Restart(Exception):
+    """Not a fault: the instruction committed part of its work (a long REP
+    string operation) and asks to be resumed at the same EIP, so that the run
+    loop can take interrupts and count time between the pieces."""
+
+
 class VMStop(Exception):
     """The VMM stops the machine; ``reason`` is one line for the user."""
 

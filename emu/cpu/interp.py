@@ -12,7 +12,7 @@ page; if the running block is hit, it stops after the writing instruction
 (self-modifying code sees its own stores, as on P6 and later).
 """
 from .decode import decode
-from .faults import CPUFault, VMStop, UD, GP, DB
+from .faults import CPUFault, VMStop, Restart, UD, GP, DB
 from .flags import TF, IF
 from .state import EIP, EFLAGS, CS, HALTED, INHIBIT_IRQ, CR0, CR2, DR0
 from . import interrupts
@@ -284,6 +284,12 @@ class Interpreter:
                             return self._stop_fault(e)
                         interrupts.raise_exception(cpu, e)
                         break
+                    except Restart:
+                        idx = self._fault_index(it)
+                        cpu.icount += idx
+                        executed += idx
+                        R[EIP] = blk.eips[idx]
+                        break
                     n = blk.n if self.smc_pos is None else self._smc_finish(blk, blk.n)
                     cpu.icount += n
                     executed += n
@@ -323,6 +329,11 @@ class Interpreter:
             R[EIP] = blk.eips[idx]
             cpu.last_fault = e
             return ~idx
+        except Restart:
+            idx = self._fault_index(it)
+            cpu.icount += idx
+            R[EIP] = blk.eips[idx]
+            return idx
         if self.smc_pos is not None:
             done = self._smc_finish(blk, k)
         elif k < n:

@@ -17,14 +17,19 @@ the return address of the interrupt; EFLAGS with NT cleared for IRET), busy
 bits and the previous-task link are updated (CALL/interrupt: link := old TR,
 NT := 1 in the new task), TR and CR0.TS are set, CR3 (when paging is on),
 LDTR, EFLAGS, EIP, the general registers and the segment selectors are
-loaded, and finally the LDT, CS, SS, DS, ES, FS, GS descriptors are checked
-and loaded.  A fault in this last phase (#TS/#NP/#SS on a bad selector of
+loaded, and finally the LDT, CS, SS, ES, DS, FS, GS descriptors are checked
+and loaded (Table 7-1), in that order.  A fault in this last phase (#TS/#NP/#SS on a bad selector of
 the new task, #GP for an EIP beyond the new CS limit, #SS/#PF pushing the
 error code of an exception delivered through a task gate) is an exception
 in the context of the NEW task: it is delivered right here through
 interrupts.raise_exception, and the instruction (or event) that caused the
 switch completes.  The T bit of the new TSS raises a #DB trap (DR6.BT) once
 the switch is complete.
+
+A fault after the commit point is delivered even when the API asked to stop
+on faults (``cpu.stop_on_fault``): the run loop would otherwise rewind EIP to
+the old task's instruction.  (Reporting it instead would need a CPUFault
+that carries the EIP the run loop should leave in place.)
 
 Not supported (documented limits, each a clean guest-visible fault or VM
 stop, never a host exception):

@@ -183,12 +183,11 @@ def bound(cpu, insn):
     r = insn.reg
     mask = 0xFFFFFFFF if size == 4 else 0xFFFF
     sign = 0x80000000 if size == 4 else 0x8000
-    amask = 0xFFFFFFFF if insn.adsize == 32 else 0xFFFF
 
     def f():
         a = addr()
         lo = rd(s, a)
-        hi = rd(s, (a + size) & amask)
+        hi = rd(s, a + size)            # one operand: past the limit faults, no wrap
         lo -= (lo & sign) << 1
         hi -= (hi & sign) << 1
         v = R[r] & mask

@@ -7,7 +7,7 @@ before registers and flags, so a fault leaves the architectural state as it
 was before the instruction.
 """
 from ..faults import CPUFault, UD
-from ..flags import (CONDS, K_ADD, K_SUB, SZI, MASK, SIGN, CF, PF, AF, ZF, SF, DF,
+from ..flags import (CONDS, K_ADD, K_SUB, SZI, MASK, CF, PF, AF, ZF, SF, DF,
                      materialize, set_flags)
 from ..operands import (operand_get, operand_set, ea, reg_get, reg_set, rm_get, rm_set,
                         rm_rmw, MASKS)
@@ -151,11 +151,11 @@ _LXS_SREG = {0xC4: ES, 0xC5: DS, 0x0FB2: SS, 0x0FB4: FS, 0x0FB5: GS}
 
 
 def load_far_ptr(cpu, insn):
-    """LES/LDS/LSS/LFS/LGS r, m16:16/m16:32: offset first, selector after it."""
+    """LES/LDS/LSS/LFS/LGS r, m16:16/m16:32: offset first, selector after it.
+    The segment register is loaded (and may fault) before the GPR is written."""
     sreg = _LXS_SREG[insn.opcode]
     size = insn.opsize >> 3
     addr = ea(cpu, insn)
-    amask = 0xFFFFFFFF if insn.adsize == 32 else 0xFFFF
     rd = cpu.mem.RD[size]
     rd16 = cpu.mem.rd16
     s = insn.seg
@@ -165,7 +165,7 @@ def load_far_ptr(cpu, insn):
     def f():
         a = addr()
         off = rd(s, a)
-        sel = rd16(s, (a + size) & amask)
+        sel = rd16(s, a + size)         # one operand: past the limit faults, no wrap
         load(sreg, sel)
         put(off)
     return f
@@ -485,4 +485,4 @@ def flagop(cpu, insn):
 
 __all__ = ["mov", "lea", "nop", "mov_from_sreg", "mov_to_sreg", "load_far_ptr", "movx",
            "xchg", "xlat", "bswap", "cbw", "cwd", "setcc", "cmovcc", "xadd", "cmpxchg",
-           "cmpxchg8b", "lahf", "sahf", "flagop", "SIGN"]
+           "cmpxchg8b", "lahf", "sahf", "flagop"]

@@ -1,0 +1,520 @@
+"""Robustness against hostile guest code (THREATS.md HYP-DV3, DESIGN.md "Errors").
+
+Whatever bytes a guest executes, ``Emu.run()`` must return a ``Stop`` - the
+instruction budget ran out ('count'), EIP reached ``until``, HLT, a guest
+exception with stop_on_exception ('exception') or a clean VM stop
+('vmstop', a one-line reason) - and never let another Python exception
+escape; the MMU audit must stay clean; RAM outside what the guest may write
+must not change; and nothing outside this VM (a second VM in the same
+process) may change.
+
+Guest code is drawn two ways: raw random bytes, and instructions built
+from the opcode table (emu/cpu/opcodes.py ROWS) with random prefixes,
+ModRM (the row's /reg forced for group rows), SIB, displacements and
+immediates - which reaches far deeper into the semantics than noise.
+Registers start as random mixes of small values, random words and pointers
+into mapped memory.  Each program runs in
+
+* real mode (REAL16 with 2 MiB of RAM: nothing above 0x10FFEF is
+  addressable while CR0.PE stays 0, so that part must not change),
+* 32-bit protected mode with paging at CPL 3 (only the user-writable
+  frames may change), and at CPL 0 (anything of its own RAM may change),
+
+both with stop_on_exception=True and with exceptions delivered through an
+IVT/IDT whose handlers are themselves random bytes (at CPL 3 the IDT sends
+every vector to ring-3 handlers, so the privilege never rises).
+
+``test_random_tables_against_model`` fills page directories and tables
+with random entries (frames in RAM, in the tables themselves, in ROM and
+MMIO inside and above RAM's range, past RAM; random rights, PS, reserved
+bits) and drives random loads, stores, INVLPG, MOV CR3/CR0.WP/CR4.PSE and
+privilege changes through guest instructions, comparing every result with
+an independent model (tests/guests/hostile_pagemodel.py) that walks the
+tables on every access.
+
+Run the long versions with ``./emu.sh test-slow`` (``-m slow``).
+"""
+import copy
+import random
+import signal
+import struct
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from emu.api import Emu, Stop
+from emu.cpu import state as S
+from emu.cpu.opcodes import ROWS, PREFIXES, Entry
+from tests.emu_side import EmuSide
+from tests.guests.hostile_machine import Box, Recorder
+from tests.guests.hostile_pagemodel import Dev, PageFault, PagingModel, PhysModel
+from tests.layout import PROT32_PAGED as P, REAL16, gate
+
+REASONS = {"count", "until", "hlt", "exception", "vmstop"}
+BUDGET = 200                    # instructions per program
+CHUNK = 40                      # audit between chunks of this many instructions
+
+FAST = settings(max_examples=150, deadline=None, derandomize=False,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SLOW = settings(max_examples=3000, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# ---------------------------------------------------------------------------
+# machines
+# ---------------------------------------------------------------------------
+def _real_2m():
+    L = copy.copy(REAL16)
+    L.name = "REAL16_2MiB"
+    L.ram_size = 2 << 20
+    L._mem = None
+    return L
+
+
+R2 = _real_2m()
+REAL_LIMIT = 0x10FFF0           # FFFF:FFFF + 1: the top of real-mode addressing
+USER_FRAMES = [(0x30000, 0x32000), (0x50000, 0x58000), (0x60000, 0x64000),
+               (0x400000, 0x800000)]
+U_HANDLERS = P.code_lin + 0x1000        # ring-3 handler stubs: the second code page
+MAX_CODE = 0x1000
+
+# A second VM in the same process: nothing any guest does may reach it.
+_OTHER = Emu(ram_size=1 << 16)
+_OTHER.mem_write(0, random.Random(1).randbytes(1 << 16))
+_OTHER.reg_write("eax", 0x600DF00D)
+_OTHER_RAM = bytes(_OTHER.phys.ram)
+_OTHER_R = list(_OTHER.R)
+
+
+def check_other_vm():
+    assert bytes(_OTHER.phys.ram) == _OTHER_RAM, "another VM's RAM changed"
+    assert list(_OTHER.R) == _OTHER_R, "another VM's registers changed"
+    assert _OTHER.mmu.audit() == []
+
+
+# ---------------------------------------------------------------------------
+# strategies
+# ---------------------------------------------------------------------------
+_PREFIX_LIST = sorted(PREFIXES)
+_HAS_MODRM = {r: Entry(r).has_modrm for r in ROWS}
+
+
+@st.composite
+def table_insn(draw):
+    """One instruction from an opcode-table row, with random prefixes,
+    ModRM (the row's /reg for group rows), SIB/displacement/immediates."""
+    row = draw(st.sampled_from(ROWS))
+    out = bytearray(draw(st.lists(st.sampled_from(_PREFIX_LIST), max_size=3)))
+    out += bytes([0x0F, row.code & 0xFF]) if row.code >= 0x100 else bytes([row.code])
+    if _HAS_MODRM[row]:
+        m = draw(st.integers(0, 255))
+        if row.reg is not None:
+            m = (m & 0xC7) | (row.reg << 3)
+        out.append(m)
+    out += draw(st.binary(min_size=0, max_size=8))
+    return bytes(out)
+
+
+code_bytes = st.one_of(
+    st.binary(min_size=1, max_size=64),
+    st.lists(table_insn(), min_size=1, max_size=12).map(b"".join),
+)
+
+
+def reg_values(pointers):
+    return st.one_of(st.integers(0, 0x40), st.integers(0, 0xFFFFFFFF),
+                     st.sampled_from([0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFF]),
+                     st.tuples(st.sampled_from(pointers), st.integers(0, 0xFFF))
+                     .map(lambda t: t[0] + t[1]))
+
+
+_GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+
+
+def regs_strategy(pointers, stack):
+    fields = {n: reg_values(pointers) for n in _GPRS if n not in ("esp", "ecx")}
+    fields["ecx"] = st.integers(0, 0x200)      # see test_rep_work_is_bounded
+    fields["esp"] = st.one_of(st.just(stack), st.integers(0, 0xFFFFFFFF),
+                              st.integers(stack - 0x100, stack + 0x100))
+    # architectural EFLAGS bits, without VM (a host choice, not a guest one)
+    fields["eflags"] = st.integers(0, 0xFFFFFFFF).map(lambda v: (v & 0x257FD5) | 2)
+    return st.fixed_dictionaries(fields)
+
+
+REAL_PTRS = [0x0000, 0x0100, 0x8000, 0xFF00, 0xFFF0]      # offsets in the segments
+PROT_PTRS = [P.data_lin[0], P.stack_lin[0], P.pse_lin, P.code_lin, P.ro_lin, P.super_lin,
+             P.sys_lin, 0]
+
+
+# ---------------------------------------------------------------------------
+# running one program
+# ---------------------------------------------------------------------------
+def _check_stop(st_, emu):
+    assert isinstance(st_, Stop), st_
+    assert st_.reason in REASONS, st_
+    if st_.reason == "vmstop":
+        assert st_.message and "\n" not in st_.message, repr(st_.message)
+    if st_.reason == "exception":
+        assert 0 <= st_.vector < 32 and "\n" not in st_.message, st_
+        assert st_.error_code is None or 0 <= st_.error_code <= 0xFFFF, st_
+        if st_.vector == 14:
+            assert st_.cr2 is not None
+    errs = emu.mmu.audit()
+    assert errs == [], errs
+
+
+def run_program(emu, until, budget=BUDGET):
+    """Run in chunks, auditing between them; returns the last Stop."""
+    left = budget
+    while True:
+        st_ = emu.run(count=min(CHUNK, left), until=until)
+        _check_stop(st_, emu)
+        left -= st_.instructions
+        if st_.reason != "count" or left <= 0:
+            return st_
+
+
+def fuzz_real(code, regs, deliver, seed):
+    side = EmuSide(R2)
+    emu = side.emu
+    side.reset(regs=regs)
+    emu.cpu.stop_on_fault = not deliver
+    side._write_lin(R2.code_lin, code)
+    if deliver:
+        emu.mem_write(R2.handler_base, random.Random(seed).randbytes(256 * 16))
+    pe_seen = []
+    cpu = emu.cpu
+    orig = cpu.write_cr0
+
+    def write_cr0(v):
+        pe_seen.append(v & 1)
+        orig(v)
+    cpu.write_cr0 = write_cr0
+    guard = bytes(emu.phys.ram[REAL_LIMIT:])
+    st_ = run_program(emu, until=R2.regs["eip"] + len(code))
+    if not any(pe_seen) and not emu.R[S.CR0] & 1:
+        assert bytes(emu.phys.ram[REAL_LIMIT:]) == guard, \
+            "RAM above the real-mode address space changed"
+    check_other_vm()
+    return st_
+
+
+def fuzz_prot(code, regs, deliver, seed, cpl3):
+    side = EmuSide(P)
+    emu = side.emu
+    r = dict(regs)
+    if cpl3:
+        r["cpl"] = 3
+    side.reset(regs=r)
+    emu.cpu.stop_on_fault = not deliver
+    side._write_lin(P.code_lin, code)
+    rnd = random.Random(seed)
+    if deliver:
+        if cpl3:
+            idt = b"".join(gate(U_HANDLERS + 16 * v, P.sel_code3, rnd.choice((0xEE, 0xEF)))
+                           for v in range(256))
+            emu.mem_write(P.idt_phys, idt)
+            side._write_lin(U_HANDLERS, rnd.randbytes(256 * 16))
+        else:
+            emu.mem_write(P.stubs_phys, rnd.randbytes(256 * 16))
+    before = np.frombuffer(bytes(emu.phys.ram), dtype=np.uint8)
+    st_ = run_program(emu, until=P.code_lin + len(code))
+    if cpl3:
+        after = np.frombuffer(bytes(emu.phys.ram), dtype=np.uint8)
+        changed = np.flatnonzero(after != before)
+        bad = [int(a) for a in changed if not any(s <= a < e for s, e in USER_FRAMES)]
+        assert not bad, "CPL 3 guest changed RAM outside its writable frames: %s" % (
+            ", ".join("%#x" % a for a in bad[:8]))
+        assert emu.R[S.CPL] == 3 or st_.reason == "vmstop", "privilege rose to %d" % emu.R[S.CPL]
+    check_other_vm()
+    return st_
+
+
+# ---------------------------------------------------------------------------
+# the tests
+# ---------------------------------------------------------------------------
+def _real_case():
+    return dict(code=code_bytes, regs=regs_strategy(REAL_PTRS, 0xFF00),
+                deliver=st.booleans(), seed=st.integers(0, 2**32 - 1))
+
+
+def _prot_case():
+    return dict(code=code_bytes, regs=regs_strategy(PROT_PTRS, P.regs["esp"]),
+                deliver=st.booleans(), seed=st.integers(0, 2**32 - 1))
+
+
+@FAST
+@given(**_real_case())
+def test_random_code_real_mode(code, regs, deliver, seed):
+    fuzz_real(code, regs, deliver, seed)
+
+
+@FAST
+@given(**_prot_case())
+def test_random_code_protected_cpl3(code, regs, deliver, seed):
+    fuzz_prot(code, regs, deliver, seed, cpl3=True)
+
+
+@FAST
+@given(**_prot_case())
+def test_random_code_protected_cpl0(code, regs, deliver, seed):
+    fuzz_prot(code, regs, deliver, seed, cpl3=False)
+
+
+@pytest.mark.slow
+@SLOW
+@given(**_real_case())
+def test_random_code_real_mode_long(code, regs, deliver, seed):
+    fuzz_real(code, regs, deliver, seed)
+
+
+@pytest.mark.slow
+@SLOW
+@given(**_prot_case(), cpl3=st.booleans())
+def test_random_code_protected_long(code, regs, deliver, seed, cpl3):
+    fuzz_prot(code, regs, deliver, seed, cpl3)
+
+
+# ---------------------------------------------------------------------------
+# random page tables + random accesses, against the model
+# ---------------------------------------------------------------------------
+# A 1 MiB machine: the layout's PSE page (phys 0x400000) now lies past RAM.
+def _prot_1m():
+    L = copy.copy(P)
+    L.name = "PROT32_PAGED_1MiB"
+    L.ram_size = 1 << 20
+    L._mem = None
+    return L
+
+
+P1 = _prot_1m()
+ROM_IN = 0xE0000                 # ROM page inside RAM's range
+MMIO_IN = 0xD0000                # MMIO page inside RAM's range
+ROM_HI = 0xFFFFF000              # ROM page at the top of 4 GiB
+MMIO_HI = 0xFEC00000             # MMIO page above RAM
+SPARE_PDS = (0x13000, 0x14000)   # two more page directories
+SPARE_PTS = (0x15000, 0x16000, 0x17000)
+FRAMES_4K = ([P.pd_phys, P.pt_sys_phys, P.pt_user_phys, *SPARE_PDS, *SPARE_PTS,
+              0x50000, 0x51000, 0x57000, P.code_phys, ROM_IN, MMIO_IN, ROM_HI, MMIO_HI,
+              P1.ram_size, 0x80000000, 0x9000])
+FRAMES_4M = [0x0, 0x400000, 0xFFC00000, 0xFEC00000, 0x00000000]
+PD_SLOTS = [2, 3, 4, 5, 0x3FF, 0x2FF, 0x301]     # randomised PDEs (1 and 0x300 start sane)
+CODE_LIN = P.code_lin
+
+
+@st.composite
+def pde_value(draw):
+    flags = draw(st.integers(0, 0x1FF)) | draw(st.sampled_from([1, 1, 1, 0]))
+    if flags & 0x80:                                           # 4 MiB page
+        v = draw(st.sampled_from(FRAMES_4M)) | (flags & 0x1FF)
+        if draw(st.integers(0, 4)) == 0:
+            v |= draw(st.integers(0, 0x1FF)) << 13             # reserved bits 21:13
+        return v
+    return draw(st.sampled_from(FRAMES_4K)) | (flags & 0x17F)
+
+
+@st.composite
+def pte_value(draw):
+    flags = draw(st.integers(0, 0x17F)) | draw(st.sampled_from([1, 1, 1, 0]))
+    return draw(st.sampled_from(FRAMES_4K)) | (flags & 0x17F)  # bit 7 (PAT) left clear
+
+
+@st.composite
+def lin_addr(draw, size):
+    pde = draw(st.sampled_from(PD_SLOTS + [1, 0x300]))
+    pte = draw(st.sampled_from([0, 1, 2, 0x10, 0x12, 0x13, 0x30, 0x3FF,
+                                draw(st.integers(0, 0x3FF))]))
+    off = draw(st.integers(0, 0xFFF)) & ~(size - 1)
+    return (pde << 22) | (pte << 12) | off
+
+
+@st.composite
+def access_op(draw):
+    kind = draw(st.sampled_from(["r", "r", "w", "w", "w", "invlpg", "cr3", "wp", "pse", "cpl"]))
+    if kind in ("r", "w"):
+        size = draw(st.sampled_from([1, 2, 4]))
+        return (kind, size, draw(lin_addr(size)), draw(st.integers(0, 0xFFFFFFFF)))
+    if kind == "invlpg":
+        return (kind, 4, draw(lin_addr(4)), 0)
+    if kind == "cr3":
+        return (kind, 0, 0, draw(st.sampled_from([P.pd_phys, *SPARE_PDS, P.pd_phys | 0x18])))
+    return (kind, 0, 0, 0)
+
+
+def _encode(op):
+    kind, size, lin, _ = op
+    a = struct.pack("<I", lin)
+    if kind == "r":
+        return {4: b"\xA1", 2: b"\x66\xA1", 1: b"\xA0"}[size] + a
+    if kind == "w":
+        return {4: b"\xA3", 2: b"\x66\xA3", 1: b"\xA2"}[size] + a
+    if kind == "invlpg":
+        return b"\x0F\x01\x3D" + a
+    return {"cr3": b"\x0F\x22\xD8", "wp": b"\x0F\x22\xC0", "pse": b"\x0F\x22\xE0"}[kind]
+
+
+def _set_cpl(emu, cpl):
+    for name in ("cs", "ss", "ds", "es", "fs", "gs"):
+        sel = {"cs": P.sel_code3 if cpl == 3 else P.sel_code0}.get(
+            name, P.sel_data3 if cpl == 3 else P.sel_data0)
+        s = P.seg(sel)
+        emu.set_segment(name, s.sel, base=s.base, limit=s.limit, attr=s.attr)
+    emu.reg_write("cpl", cpl)
+
+
+def model_run(pds, pts, ops):
+    box = Box(P1)
+    emu, cpu, R = box.emu, box.cpu, box.R
+    rom_in = bytes(random.Random(7).randbytes(0x1000))
+    rom_hi = bytes(random.Random(8).randbytes(0x1000))
+    box.rom(ROM_IN, rom_in)
+    box.rom(ROM_HI, rom_hi)
+    d_in = box.mmio(MMIO_IN, 0x1000, "in")
+    d_hi = box.mmio(MMIO_HI, 0x1000, "hi")
+    # random directories and tables (PDE 1 and 0x300 of each directory sane)
+    sane1 = box.rd32(P.pd_phys + 4)
+    sane300 = box.rd32(P.pd_phys + 4 * 0x300)
+    for pd in (P.pd_phys, *SPARE_PDS):
+        for slot, v in pds.get(pd, {}).items():
+            box.wphys(pd + 4 * slot, struct.pack("<I", v))
+        box.wphys(pd + 4, struct.pack("<I", sane1))
+        box.wphys(pd + 4 * 0x300, struct.pack("<I", sane300))
+    for pt, ents in pts.items():
+        for idx, v in ents.items():
+            if pt == P.pt_user_phys and idx in (1, 2):
+                continue                                     # the code pages start sane
+            box.wphys(pt + 4 * idx, struct.pack("<I", v))
+    dm_in = Dev(MMIO_IN, 0x1000, Recorder.pattern)
+    dm_hi = Dev(MMIO_HI, 0x1000, Recorder.pattern)
+    phys = PhysModel(box.phys.ram, roms=[(ROM_IN, rom_in), (ROM_HI, rom_hi)],
+                     devs=[dm_in, dm_hi])
+    m = PagingModel(phys, R[S.CR0], R[S.CR3], R[S.CR4])
+    cpl = 0
+    for n, op in enumerate(ops):
+        kind, size, lin, val = op
+        where = "op %d %r" % (n, (kind, size, hex(lin), hex(val)))
+        if kind == "cpl":
+            cpl = 3 - cpl
+            _set_cpl(emu, cpl)
+            continue
+        user = cpl == 3
+        insn = _encode(op)
+        # the instruction fetch, as the model sees it
+        try:
+            code_pa = m.translate(CODE_LIN, False, user)
+        except PageFault as f:
+            st_ = emu.run(count=1)
+            assert (st_.reason, st_.vector, st_.error_code, st_.cr2) == \
+                ("exception", 14, f.code, CODE_LIN), where + " (fetch) %r" % st_
+            assert emu.mmu.audit() == []
+            continue
+        if any(phys.kind(code_pa + i) != "ram" for i in range(len(insn))) or \
+                box.phys.describe(code_pa) != "ram" or cpu.phys.page_kind[code_pa >> 12] != 0:
+            break                                   # code in ROM/MMIO/unbacked: stop here
+        emu.mem_write(code_pa, insn)
+        phys.ram[code_pa:code_pa + len(insn)] = insn
+        emu.reg_write("eip", CODE_LIN)
+        eax = val
+        if kind == "cr3":
+            eax = val
+        elif kind == "wp":
+            eax = R[S.CR0] ^ (1 << 16)
+        elif kind == "pse":
+            eax = R[S.CR4] ^ (1 << 4)
+        emu.reg_write("eax", eax)
+        st_ = emu.run(count=1)
+        errs = emu.mmu.audit()
+        assert errs == [], where + ": " + "; ".join(errs)
+        # the model
+        expect_fault = None
+        if kind in ("cr3", "wp", "pse", "invlpg") and user:
+            expect_fault = (13, 0, None)
+        elif kind == "cr3":
+            m.cr3 = eax
+        elif kind == "wp":
+            m.cr0 = eax
+        elif kind == "pse":
+            m.cr4 = eax
+        elif kind in ("r", "w"):
+            try:
+                pa = m.translate(lin, kind == "w", user)
+            except PageFault as f:
+                expect_fault = (14, f.code, f.lin)
+            else:
+                if kind == "r":
+                    v = phys.read(pa, size)
+                    mask = (1 << (8 * size)) - 1
+                    eax = (eax & ~mask & 0xFFFFFFFF) | v
+                else:
+                    phys.write(pa, size, val & ((1 << (8 * size)) - 1))
+        if expect_fault is None:
+            assert st_.reason == "count", where + " %r" % st_
+            assert R[S.EIP] == CODE_LIN + len(insn), where
+            assert emu.reg_read("eax") == eax, where + " eax %#x, model %#x" % (
+                emu.reg_read("eax"), eax)
+        else:
+            vec, code, cr2 = expect_fault
+            got = (st_.reason, st_.vector, st_.error_code)
+            assert got == ("exception", vec, code), where + " %r, model %r" % (st_, expect_fault)
+            if vec == 14:
+                assert st_.cr2 == cr2, where
+        assert (R[S.CR0], R[S.CR3], R[S.CR4]) == (m.cr0, m.cr3, m.cr4), where
+    # the whole physical state
+    assert bytes(box.phys.ram) == bytes(phys.ram), _first_diff(box.phys.ram, phys.ram)
+    assert d_in.log == dm_in.log and d_hi.log == dm_hi.log, "device accesses differ"
+    assert bytes(box.phys.read_bytes(ROM_HI, 0x1000)) == rom_hi
+    assert bytes(box.phys.ram[ROM_IN:ROM_IN + 0x1000]) == rom_in
+    check_other_vm()
+
+
+def _first_diff(a, b):
+    x = np.frombuffer(bytes(a), dtype=np.uint8)
+    y = np.frombuffer(bytes(b), dtype=np.uint8)
+    idx = np.flatnonzero(x != y)[:8]
+    return "RAM differs from the model at " + ", ".join(
+        "%#x (emu %02x, model %02x)" % (int(i), x[i], y[i]) for i in idx)
+
+
+def _tables():
+    pds = st.fixed_dictionaries({pd: st.dictionaries(st.sampled_from(PD_SLOTS), pde_value(),
+                                                     max_size=6)
+                                 for pd in (P.pd_phys, *SPARE_PDS)})
+    pts = st.fixed_dictionaries({pt: st.dictionaries(st.integers(0, 0x3FF) | st.sampled_from(
+        [0, 1, 2, 0x10, 0x12, 0x13, 0x30, 0x3FF]), pte_value(), max_size=12)
+        for pt in (P.pt_user_phys, P.pt_sys_phys, *SPARE_PTS)})
+    return pds, pts
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables=st.tuples(*_tables()), ops=st.lists(access_op(), min_size=1, max_size=30))
+def test_random_tables_against_model(tables, ops):
+    model_run(tables[0], tables[1], ops)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables=st.tuples(*_tables()), ops=st.lists(access_op(), min_size=1, max_size=80))
+def test_random_tables_against_model_long(tables, ops):
+    model_run(tables[0], tables[1], ops)
+
+
+# ---------------------------------------------------------------------------
+# bounded work per instruction budget (HYP-T3)
+# ---------------------------------------------------------------------------
+class _Timeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds):
+    def boom(signum, frame):
+        raise _Timeout()
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
