@@ -311,8 +311,7 @@ class UnicornOracle:
         self._always = set()             # pages restored before every run
         for addr, data in layout.images:
             self._always.update(range(addr >> 12, (addr + len(data) + 0xFFF) >> 12))
-        if layout.paging:
-            base[self.TRAMP_PHYS] = 0xCF                     # iretd
+        if layout.paging:                  # the ring-3 trampoline's scratch pages
             self._always.add(self.TRAMP_PHYS >> 12)
             self._always.add(layout.kstack_phys >> 12)
         self.base = base
@@ -345,10 +344,14 @@ class UnicornOracle:
             raise OracleError("%s: CR0/CR3/CR4 read back as %s" % (self.L.name,
                               [hex(x) for x in got]))
         if self.L.paging:
-            for sreg in ("ldtr", "tr"):
-                s = r[sreg]
-                uc.reg_write(X.UC_X86_REG_TR if sreg == "tr" else X.UC_X86_REG_LDTR,
-                             (s.sel, s.base, s.limit, s.attr << 8))
+            # QEMU's LTR loads the TR cache BEFORE it marks the descriptor busy,
+            # and aborts the process on an inner-privilege transition when the
+            # cached type is not "available" (quirk Q4): write type 9, not 11.
+            s = r["tr"]
+            attr = s.attr & ~0x2 if s.attr & 0x1F in (0x03, 0x0B) else s.attr
+            uc.reg_write(X.UC_X86_REG_TR, (s.sel, s.base, s.limit, attr << 8))
+            s = r["ldtr"]
+            uc.reg_write(X.UC_X86_REG_LDTR, (s.sel, s.base, s.limit, s.attr << 8))
         for name in SEGS:                 # CS too: Unicorn reloads from the GDT
             uc.reg_write(_SEG_IDS[name], r[name].sel)
         for name in GPRS:
@@ -598,13 +601,21 @@ class UnicornOracle:
         ss = ss.sel if isinstance(ss, Seg) else ss
         frame = struct.pack("<5I", L.code_lin, cs, 0x2, regs.get("esp", L.regs["esp"]), ss)
         esp = L.kstack_top - len(frame)
+        tramp = L.sys_lin + self.TRAMP_PHYS
+        # the iretd and its frame are scratch: put back what was there, so
+        # that RAM at the start of the test is exactly the layout + the test's
+        saved = [(tramp, self.read_lin(tramp, 1)), (esp, self.read_lin(esp, len(frame)))]
+        self._write_lin(tramp, b"\xcf")                                  # iretd
         self._write_lin(esp, frame)
         uc.reg_write(X.UC_X86_REG_ESP, esp)
-        tramp = L.sys_lin + self.TRAMP_PHYS
         self._exc = None
         # until-1 must be mapped for ring 3 as well as ring 0 (quirk Q14):
         # code_lin + 1; count=1 stops right after the iretd anyway.
-        uc.emu_start(tramp, L.code_lin + 1, timeout=self.timeout_us, count=1)
+        try:
+            uc.emu_start(tramp, L.code_lin + 1, timeout=self.timeout_us, count=1)
+        finally:
+            for lin, data in saved:
+                self._write_lin(lin, data)
         if (self._exc is not None or uc.reg_read(X.UC_X86_REG_CS) != cs
                 or uc.reg_read(X.UC_X86_REG_SS) != ss
                 or uc.reg_read(X.UC_X86_REG_CR2) != L.regs["cr2"]):

@@ -211,14 +211,15 @@ def fuzz_prot(code, regs, deliver, seed, cpl3):
     emu.cpu.stop_on_fault = not deliver
     side._write_lin(P.code_lin, code)
     rnd = random.Random(seed)
-    if deliver:
-        if cpl3:
-            idt = b"".join(gate(U_HANDLERS + 16 * v, P.sel_code3, rnd.choice((0xEE, 0xEF)))
-                           for v in range(256))
-            emu.mem_write(P.idt_phys, idt)
-            side._write_lin(U_HANDLERS, rnd.randbytes(256 * 16))
-        else:
-            emu.mem_write(P.stubs_phys, rnd.randbytes(256 * 16))
+    if cpl3:
+        # Every vector to a ring-3 handler (traps - INT n, single-step #DB - are
+        # delivered even with stop_on_exception): the privilege never rises.
+        idt = b"".join(gate(U_HANDLERS + 16 * v, P.sel_code3, rnd.choice((0xEE, 0xEF)))
+                       for v in range(256))
+        emu.mem_write(P.idt_phys, idt)
+        side._write_lin(U_HANDLERS, rnd.randbytes(256 * 16) if deliver else b"\xF4" * 4096)
+    elif deliver:
+        emu.mem_write(P.stubs_phys, rnd.randbytes(256 * 16))
     before = np.frombuffer(bytes(emu.phys.ram), dtype=np.uint8)
     st_ = run_program(emu, until=P.code_lin + len(code))
     if cpl3:
@@ -296,36 +297,46 @@ ROM_HI = 0xFFFFF000              # ROM page at the top of 4 GiB
 MMIO_HI = 0xFEC00000             # MMIO page above RAM
 SPARE_PDS = (0x13000, 0x14000)   # two more page directories
 SPARE_PTS = (0x15000, 0x16000, 0x17000)
-FRAMES_4K = ([P.pd_phys, P.pt_sys_phys, P.pt_user_phys, *SPARE_PDS, *SPARE_PTS,
-              0x50000, 0x51000, 0x57000, P.code_phys, ROM_IN, MMIO_IN, ROM_HI, MMIO_HI,
-              P1.ram_size, 0x80000000, 0x9000])
+_TABLE_FRAMES = [P.pd_phys, P.pt_sys_phys, P.pt_user_phys, *SPARE_PDS, *SPARE_PTS]
+_ODD_FRAMES = [ROM_IN, MMIO_IN, ROM_HI, MMIO_HI, P1.ram_size, 0x80000000]
+FRAMES_4K = (_TABLE_FRAMES * 2 + _ODD_FRAMES * 3
+             + [0x50000, 0x51000, 0x57000, P.code_phys, 0x9000])
+FRAMES_PT = list(SPARE_PTS) * 4 + FRAMES_4K        # what a (4 KiB) PDE points at
 FRAMES_4M = [0x0, 0x400000, 0xFFC00000, 0xFEC00000, 0x00000000]
 PD_SLOTS = [2, 3, 4, 5, 0x3FF, 0x2FF, 0x301]     # randomised PDEs (1 and 0x300 start sane)
 CODE_LIN = P.code_lin
 
 
+_FLAGS = st.one_of(st.integers(0, 0x1FF),                       # anything
+                   st.integers(0, 0x1FF).map(lambda f: f | 7))    # present, user, writable
+
+
 @st.composite
 def pde_value(draw):
-    flags = draw(st.integers(0, 0x1FF)) | draw(st.sampled_from([1, 1, 1, 0]))
+    flags = draw(_FLAGS)
     if flags & 0x80:                                           # 4 MiB page
         v = draw(st.sampled_from(FRAMES_4M)) | (flags & 0x1FF)
         if draw(st.integers(0, 4)) == 0:
             v |= draw(st.integers(0, 0x1FF)) << 13             # reserved bits 21:13
         return v
-    return draw(st.sampled_from(FRAMES_4K)) | (flags & 0x17F)
+    return draw(st.sampled_from(FRAMES_PT)) | (flags & 0x17F)
 
 
 @st.composite
 def pte_value(draw):
-    flags = draw(st.integers(0, 0x17F)) | draw(st.sampled_from([1, 1, 1, 0]))
+    flags = draw(_FLAGS)
     return draw(st.sampled_from(FRAMES_4K)) | (flags & 0x17F)  # bit 7 (PAT) left clear
+
+
+PT_SLOTS = [0, 1, 2, 3, 0x10, 0x12, 0x30, 0x3FF]   # randomised PTEs / accessed page numbers
 
 
 @st.composite
 def lin_addr(draw, size):
     pde = draw(st.sampled_from(PD_SLOTS + [1, 0x300]))
-    pte = draw(st.sampled_from([0, 1, 2, 0x10, 0x12, 0x13, 0x30, 0x3FF,
-                                draw(st.integers(0, 0x3FF))]))
+    pte = draw(st.sampled_from(PT_SLOTS + [None]))
+    if pte is None:
+        pte = draw(st.integers(0, 0x3FF))
     off = draw(st.integers(0, 0xFFF)) & ~(size - 1)
     return (pde << 22) | (pte << 12) | off
 
@@ -381,6 +392,12 @@ def model_run(pds, pts, ops):
             box.wphys(pd + 4 * slot, struct.pack("<I", v))
         box.wphys(pd + 4, struct.pack("<I", sane1))
         box.wphys(pd + 4 * 0x300, struct.pack("<I", sane300))
+    # a base menu under the random entries: one spare table maps every odd
+    # frame, another every table frame (so that random PDEs reach them often)
+    for i, idx in enumerate(PT_SLOTS):
+        box.wphys(SPARE_PTS[0] + 4 * idx, struct.pack("<I", _ODD_FRAMES[i % len(_ODD_FRAMES)] | 7))
+        box.wphys(SPARE_PTS[1] + 4 * idx, struct.pack("<I", _TABLE_FRAMES[i % len(_TABLE_FRAMES)]
+                                                      | 7))
     for pt, ents in pts.items():
         for idx, v in ents.items():
             if pt == P.pt_user_phys and idx in (1, 2):
@@ -479,23 +496,23 @@ def _first_diff(a, b):
 
 def _tables():
     pds = st.fixed_dictionaries({pd: st.dictionaries(st.sampled_from(PD_SLOTS), pde_value(),
-                                                     max_size=6)
+                                                     min_size=5, max_size=7)
                                  for pd in (P.pd_phys, *SPARE_PDS)})
-    pts = st.fixed_dictionaries({pt: st.dictionaries(st.integers(0, 0x3FF) | st.sampled_from(
-        [0, 1, 2, 0x10, 0x12, 0x13, 0x30, 0x3FF]), pte_value(), max_size=12)
-        for pt in (P.pt_user_phys, P.pt_sys_phys, *SPARE_PTS)})
+    pts = st.fixed_dictionaries({pt: st.dictionaries(st.sampled_from(PT_SLOTS), pte_value(),
+                                                     min_size=2, max_size=8)
+                                 for pt in (P.pt_user_phys, P.pt_sys_phys, SPARE_PTS[2])})
     return pds, pts
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tables=st.tuples(*_tables()), ops=st.lists(access_op(), min_size=1, max_size=30))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables=st.tuples(*_tables()), ops=st.lists(access_op(), min_size=10, max_size=40))
 def test_random_tables_against_model(tables, ops):
     model_run(tables[0], tables[1], ops)
 
 
 @pytest.mark.slow
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tables=st.tuples(*_tables()), ops=st.lists(access_op(), min_size=1, max_size=80))
+@given(tables=st.tuples(*_tables()), ops=st.lists(access_op(), min_size=4, max_size=100))
 def test_random_tables_against_model_long(tables, ops):
     model_run(tables[0], tables[1], ops)
 
@@ -518,3 +535,29 @@ def time_limit(seconds):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.xfail(strict=True, raises=_Timeout, reason=(
+    "bug: one REP instruction is not bounded by run()'s instruction budget - "
+    "emu/cpu/ops/string.py chunks REP work only when emu/cpu/faults.py defines "
+    "Restart (it does not, and emu/cpu/interp.py does not handle it); an overlapping "
+    "REP MOVSB over a 4 MiB page runs ~20 s of host time inside run(count=1)"))
+def test_rep_work_is_bounded_by_the_instruction_budget():
+    """THREATS.md HYP-T3: the CPU share is an instruction quantum, so
+    run(count=1) must come back quickly whatever one instruction asks for.
+    A REP string instruction is interruptible between iterations (SDM Vol. 2
+    REP): stopping mid-way with ECX/ESI/EDI updated and EIP still at the
+    instruction is architectural.  (ECX is kept small in the fuzz tests above
+    because of this.)"""
+    box = Box(P)
+    box.load_lines(["mov esi, %#x" % P.pse_lin, "mov edi, %#x" % (P.pse_lin + 1),
+                    "mov ecx, 0x3FFFFF", "cld", "rep movsb"])
+    st_ = box.emu.run(count=4)
+    assert st_.reason == "count"
+    with time_limit(2.0):
+        st_ = box.emu.run(count=1)
+    _check_stop(st_, box.emu)
+    r = box.regs()
+    done = 0x3FFFFF - r["ecx"]
+    assert (r["esi"], r["edi"]) == (P.pse_lin + done, P.pse_lin + 1 + done)
+    assert r["eip"] == (box.addrs[4] if r["ecx"] else box.code_end)

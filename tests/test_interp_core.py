@@ -174,3 +174,24 @@ def test_unimplemented_rows_are_counted_and_raise_ud(monkeypatch):
     st = e.run()
     assert st.reason == "exception" and st.vector == 6
     assert e.counters["unimplemented"] == {"nop": 1}
+
+
+def test_nmi_is_blocked_until_iret():
+    """SDM 6.7.1: while an NMI handler runs, further NMIs wait for IRET."""
+    e = Emu(ram_size=1 << 20, stop_on_exception=False)
+    e.set_segment("cs", 0)
+    e.set_segment("ss", 0)
+    e.reg_write("esp", 0x7000)
+    e.mem_write(2 * 4, bytes.fromhex("0005 0000"))     # NMI -> 0000:0500
+    e.mem_write(0x500, bytes.fromhex("43 90 90 cf"))   # inc bx; nop; nop; iret
+    load(e, 0x7C00, "90" * 16)
+    e.cpu.nmi_pending = True
+    e.cpu.event = True
+    e.run(count=1)                       # NMI taken, inc bx
+    assert e.reg_read("ebx") == 1
+    e.cpu.nmi_pending = True             # a second NMI arrives inside the handler
+    e.cpu.event = True
+    e.run(count=2)                       # nop, nop: still blocked
+    assert e.reg_read("ebx") == 1 and e.reg_read("eip") == 0x503
+    e.run(count=2)                       # iret; then the pending NMI enters again: inc bx
+    assert e.reg_read("ebx") == 2

@@ -311,9 +311,10 @@ def test_pf_error_code_and_cr2(src, lin, err):
     assert m.R[S.CR2] == lin
 
 
-@pytest.mark.parametrize("src", ["xor ecx, ecx; mov eax, 1; div ecx", "mov al, 0x7f; add al, 1; into",
-                                 "int3", "ud2", "cli", "mov eax, [0x419004]",
-                                 "mov dword ptr [0x418010], 1", "mov eax, 5; bound eax, [0x410000]"])
+@pytest.mark.parametrize("src", ["xor ecx, ecx; mov eax, 1; div ecx",
+                                 "mov al, 0x7f; add al, 1; into", "int3", "ud2", "cli",
+                                 "mov eax, [0x419004]", "mov dword ptr [0x418010], 1",
+                                 "mov eax, 5; bound eax, [0x410000]"])
 def test_user_exceptions_match_unicorn(src):
     """Vector, error code and CR2 of the user-provokable exceptions, against
     Unicorn (which reports them without delivering)."""
@@ -333,8 +334,9 @@ def test_user_exceptions_match_unicorn(src):
 def test_contributory_during_delivery_is_double_fault():
     """#GP whose gate is not present -> #NP(13*8+2+EXT) while delivering a
     contributory exception -> #DF(0), with the original fault's EIP."""
-    m, _ = run_user("nop; cli", setup=lambda m: m.idt(13, int_gate(L.handler_lin(13), present=False)))
-    f = expect_delivered(m, 8, 0, eip=L.code_lin + 1)
+    m, _ = run_user("nop; cli",
+                    setup=lambda m: m.idt(13, int_gate(L.handler_lin(13), present=False)))
+    expect_delivered(m, 8, 0, eip=L.code_lin + 1)
 
 
 def test_benign_then_contributory_is_serial():

@@ -50,7 +50,8 @@ def _has(mnem):
 
 @settings(max_examples=150, **SETTINGS)
 @given(access=st.integers(0, 255), flags=st.integers(0, 15), rpl=st.integers(0, 3),
-       ring3=st.booleans(), sreg=st.sampled_from(SREGS), limit=st.sampled_from([0xFFFFF, 0, 0x1234]))
+       ring3=st.booleans(), sreg=st.sampled_from(SREGS),
+       limit=st.sampled_from([0xFFFFF, 0, 0x1234]))
 def test_mov_sreg_any_descriptor(access, flags, rpl, ring3, sreg, limit):
     """MOV Sreg, r16 with a random descriptor (accessed bit clear half of the
     time: Unicorn sets it in memory like the SDM says)."""
@@ -164,7 +165,6 @@ def test_accessed_bit_and_hidden_parts():
     m.cpu.load_sreg(S.ES, 0x48)
     assert m.gdt_raw(9)[5] == 0x93                           # accessed bit written back
     assert m.seg("es") == (0x48, 0x12345678, 0xABCDEFFF, 0xC093)
-    # a descriptor beyond 4 GiB wraps the base like hardware (base + off mod 2^32)
 
 
 def test_ldt_selectors():
@@ -252,3 +252,25 @@ def test_null_outer_segments_rule():
     assert [m.seg(n).sel for n in ("ds", "es", "fs", "gs")] == [0, 0x48, 0, 0x23]
     with pytest.raises(CPUFault):
         cpu.mem.rd8(S.DS, 0)
+
+
+def test_store_frame_page_crossing_and_fault_atomicity():
+    """A frame straddling two pages that are not physically contiguous (the
+    layout maps the data pages in reverse) lands in both; if the second page
+    faults, nothing is stored at all."""
+    m = Machine()
+    top = L.data_lin[0] + 0x2004
+    esp = sg.write_frame(m.cpu, 0, 0xFFFFFFFF, 0xC093, top, [(2, 0x5566), (4, 0x11223344)],
+                         False, 0)
+    assert esp == top - 6                          # the dword sits at 0x..1FFE-0x..2001
+    got = m.read(L.data_lin[0] + 0x1FFC, 4) + m.read(L.data_lin[0] + 0x2000, 4)
+    assert got == b"\x00\x00\x44\x33" + b"\x22\x11\x66\x55"
+    # the page after the read-only one is not present: a frame straddling them faults
+    # (#PF on the second page) and leaves the first page untouched
+    before = m.read(L.ro_lin + 0xFF8, 8)
+    m.cpu.write_cr0(m.R[S.CR0] & ~0x10000)          # WP=0: the supervisor may write RO pages
+    with pytest.raises(CPUFault) as e:
+        sg.write_frame(m.cpu, 0, 0xFFFFFFFF, 0xC093, L.unmapped_lin + 2, [(4, 0xAABBCCDD)],
+                       False, 0)
+    assert e.value.vector == 14 and e.value.cr2 == L.unmapped_lin
+    assert m.read(L.ro_lin + 0xFF8, 8) == before

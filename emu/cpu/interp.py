@@ -14,7 +14,7 @@ page; if the running block is hit, it stops after the writing instruction
 from .decode import decode
 from .faults import CPUFault, VMStop, Restart, UD, GP, DB
 from .flags import TF, IF
-from .state import EIP, EFLAGS, CS, HALTED, INHIBIT_IRQ, CR0, CR2, DR0
+from .state import EIP, EFLAGS, CS, HALTED, INHIBIT_IRQ, CR0, CR2, DR0, NMI_BLOCKED
 from . import interrupts
 from ..mmu.physmem import WATCH_CODE
 
@@ -258,17 +258,20 @@ class Interpreter:
                     if R[EFLAGS] & TF:
                         self._single_step_trap()
                     continue
-                if until is not None:
-                    continue
                 # --- fast path: whole cached blocks while nothing needs attention ---
                 fast_limit = budget - MAX_BLOCK
                 while executed <= fast_limit and not cpu.event:
-                    lin = (cs.base + R[EIP]) & 0xFFFFFFFF
+                    eip = R[EIP]
+                    if eip == until:
+                        break
+                    lin = (cs.base + eip) & 0xFFFFFFFF
                     blk = cache.get(lin | self.mode_key)
                     if blk is None:
                         break
                     pp = blk.ppage
                     if pp is None or pp != mmu.rtlb.get(lin >> 12):
+                        break
+                    if until is not None and until in blk.eipset:
                         break
                     it = iter(blk.fns)
                     self.cur_iter = it
@@ -388,9 +391,10 @@ class Interpreter:
         cpu = self.cpu
         R = cpu.R
         cpu.event = False
-        if cpu.nmi_pending and not R[INHIBIT_IRQ]:
+        if cpu.nmi_pending and not R[INHIBIT_IRQ] and not R[NMI_BLOCKED]:
             cpu.nmi_pending = False
             R[HALTED] = 0
+            R[NMI_BLOCKED] = 1
             self._take_interrupt(2)
         elif (R[EFLAGS] & IF) and not R[INHIBIT_IRQ] and cpu.irq_pending():
             R[HALTED] = 0
@@ -398,7 +402,7 @@ class Interpreter:
         if R[HALTED]:
             cpu.event = True
             return "hlt"
-        if R[INHIBIT_IRQ] or (R[EFLAGS] & TF) or cpu.nmi_pending:
+        if R[INHIBIT_IRQ] or (R[EFLAGS] & TF) or (cpu.nmi_pending and not R[NMI_BLOCKED]):
             cpu.event = True
         elif cpu.irq_pending() and (R[EFLAGS] & IF):
             cpu.event = True

@@ -27,10 +27,11 @@ protected_interrupts.py (INT n, exceptions, IRQs) and by tasks.py:
   plan_frame / store_frame / write_frame(...)   push a whole frame on a given stack, all checks
                                  (segment limit -> #SS, pages -> #PF) before any store
   null_outer_segments(cpu, cpl)  DS/ES/FS/GS rule after RET/IRET to an outer level
+  commit_cs / load_cs(cpu, sel, base, limit, attr, cpl)   load CS (RPL := cpl) and CPL
 """
 import struct
 
-from .faults import CPUFault, GP, NP, TS, SS as SS_FAULT
+from .faults import CPUFault, GP, NP, TS, UD, SS as SS_FAULT
 from .state import (CPL, CS, SS, ES, DS, FS, GS, GDTR_BASE, GDTR_LIMIT, LDTR_SEL, LDTR_BASE,
                     LDTR_LIMIT, TR_SEL, TR_BASE, TR_LIMIT, TR_ATTR,
                     ATTR_P, ATTR_S, ATTR_CODE, ATTR_CONFORMING, ATTR_RW, ATTR_ACCESSED,
@@ -109,6 +110,8 @@ def set_busy(cpu, lin, hi, busy):
 def load_data_or_stack(cpu, sreg, sel):
     """Protected-mode load of DS ES FS GS SS (SDM Vol. 2, MOV/POP/LDS pseudocode)."""
     R = cpu.R
+    if sreg == CS:
+        raise CPUFault(UD)                      # CS is loaded only by far transfers
     sel &= 0xFFFF
     code = sel & 0xFFFC
     if not code:
@@ -254,16 +257,25 @@ def plan_frame(base, limit, attr, esp, items, fault_code, keep=None):
 
 
 def store_frame(cpu, writes, user):
-    """Store a planned frame: every page is translated (#PF) before any store."""
-    mmu = cpu.mmu
-    tr = mmu.translate
+    """Store a planned frame: every page is translated (#PF) before any store;
+    the stores then go to those physical addresses through PhysMem (watch
+    listeners run: page-table and code pages stay coherent)."""
+    tr = cpu.mmu.translate
+    phys = cpu.phys
+    plan = []
     for lin, size, v in writes:
-        tr(lin, True, user)
-        if (lin & 0xFFF) + size > 0x1000:
-            tr((lin + size - 1) & MASK32, True, user)
-    w = mmu.write
-    for lin, size, v in writes:
-        w(lin, size, v, user)
+        n1 = 0x1000 - (lin & 0xFFF)
+        if n1 >= size:
+            plan.append((tr(lin, True, user), None, size, size, v))
+        else:                                   # crosses a page boundary
+            plan.append((tr(lin, True, user), tr((lin + n1) & MASK32, True, user), n1, size, v))
+    for pa, pa2, n1, size, v in plan:
+        if pa2 is None:
+            phys.write(pa, size, v)
+        else:
+            data = v.to_bytes(size, "little")
+            phys.write_bytes(pa, data[:n1])
+            phys.write_bytes(pa2, data[n1:])
 
 
 def write_frame(cpu, base, limit, attr, esp, items, user, fault_code):
@@ -290,20 +302,23 @@ def null_outer_segments(cpu, cpl):
     except the attributes, so every use faults)."""
     for s in (ES, DS, FS, GS):
         sel, base, limit, attr = cpu.get_seg(s)
-        if (attr & (ATTR_S | ATTR_CODE | ATTR_CONFORMING)) == (ATTR_S | ATTR_CODE | ATTR_CONFORMING):
+        if is_conforming_code(attr):
             continue
         if ((attr >> 5) & 3) < cpl:
             cpu.set_seg(s, 0, base, limit, 0)
 
 
 def commit_cs(cpu, sel, base, limit, attr, cpl):
-    """Load CS (RPL := cpl) and the CPL."""
+    """Load CS (RPL := cpl) and the CPL, after every check has passed."""
     if cpu.R[CPL] != cpl:
         cpu.set_cpl(cpl)
     cpu.set_seg(CS, (sel & 0xFFFC) | cpl, base, limit, attr | ATTR_ACCESSED)
 
 
+load_cs = commit_cs
+
+
 __all__ = ["fetch", "parse", "gate_fields", "set_accessed", "set_busy", "load_data_or_stack",
            "check_code_for_ret", "check_outer_ss", "tss_stack", "check_inner_ss",
-           "write_frame", "plan_frame", "store_frame", "read_stack", "null_outer_segments", "commit_cs", "stack_bounds",
-           "is_code", "is_conforming_code", "dpl_of"]
+           "write_frame", "plan_frame", "store_frame", "read_stack", "null_outer_segments",
+           "commit_cs", "load_cs", "stack_bounds", "is_code", "is_conforming_code", "dpl_of"]

@@ -23,7 +23,6 @@ import struct
 
 import numpy as np
 
-from emu.api import Emu
 from emu.cpu import state as S
 from tests.emu_side import EmuSide
 from tests.layout import PROT32_PAGED as P

@@ -20,7 +20,7 @@ EFLAGS.VM cannot change inside a block.
 from ..faults import CPUFault, VMStop, GP, NP
 from ..flags import materialize, OF, NT, VM, RF, AC, ID, VIF, VIP, IF, IOPL_MASK, FIXED1
 from ..operands import ea
-from ..state import (EIP, ESP, CPL, CS, SS, seg_index, ATTR_P, ATTR_S, ATTR_CODE,
+from ..state import (EIP, ESP, CPL, CS, SS, NMI_BLOCKED, seg_index, ATTR_P, ATTR_S, ATTR_CODE,
                      ATTR_CONFORMING)
 from .. import segments as sg
 
@@ -436,6 +436,7 @@ def iret(cpu, insn):
         load = cpu.load_sreg
 
         def real():
+            R[NMI_BLOCKED] = 0       # SDM 6.7.1: IRET unblocks NMIs, even if it faults
             mask = 0xFFFFFFFF if ssc.big else 0xFFFF
             sp = R[ESP] & mask
             off = rd(SS, sp)
@@ -455,6 +456,7 @@ def iret(cpu, insn):
         return real
 
     def prot():
+        R[NMI_BLOCKED] = 0
         pm_iret(cpu, sz, nxt)
     return prot
 
