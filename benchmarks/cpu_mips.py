@@ -78,7 +78,7 @@ def run_unicorn(L, asm, regs, repeat):
 # ---------------------------------------------------------------------------
 # Interpreter column
 # ---------------------------------------------------------------------------
-def run_emu(L, asm, regs, repeat):
+def run_emu(L, asm, regs, repeat, insns=None):
     """>>>>>> WIRE-UP POINT for emu's tier-0 interpreter (lead engineer) <<<<<<
 
     Contract: build a machine from layout ``L`` (``L.ram_size`` bytes of RAM,
@@ -86,7 +86,8 @@ def run_emu(L, asm, regs, repeat):
     ``L.state_words(regs)``), place ``tests.oracle.assemble(asm, 32,
     addr=L.code_lin)`` at linear ``L.code_lin``, run the interpreter until
     EIP reaches the end of the code, check ECX == 0, and return the best wall
-    time in seconds of ``repeat`` runs, setup excluded.  Return (seconds,
+    time in seconds of ``repeat`` runs, setup excluded (``insns``: the exact
+    number of guest instructions the run must retire).  Return (seconds,
     None) on success or (None, one-line note) when the interpreter is not
     available.
 
@@ -116,6 +117,8 @@ def run_emu(L, asm, regs, repeat):
             if R[S.EIP] != end or R[S.ECX] != 0:
                 return None, "emu did not finish the loop (%s, eip=%#x ecx=%#x)" % (
                     st, R[S.EIP], R[S.ECX])
+            if insns is not None and getattr(st, "instructions", insns) != insns:
+                return None, "emu retired %d instructions, expected %d" % (st.instructions, insns)
             best = dt if best is None else min(best, dt)
         return best, None
     except Exception as e:
@@ -137,7 +140,8 @@ def measure(args):
         uc_mips = n_uc * w["per_iter"] / dt / 1e6
         out["unicorn_mips_%s" % name] = round(uc_mips, 3)
         if not args.no_interp:
-            dt, note = run_emu(L, w["asm"], w["regs"](n_emu), args.repeat)
+            dt, note = run_emu(L, w["asm"], w["regs"](n_emu), args.repeat,
+                               insns=n_emu * w["per_iter"])
             if dt is not None:
                 mips = n_emu * w["per_iter"] / dt / 1e6
                 out["interp_mips_%s" % name] = round(mips, 4)

@@ -269,8 +269,13 @@ def _make_real16():
 #  0x400000-0x7FFFFF one 4 MiB PSE page   0x00800000-0x00BFFFFF   user RW
 # Linear 0x00000000-0x003FFFFF (null page included) is not mapped at all.
 # All PDE/PTEs have A (and PTEs D) preset, all GDT descriptors have their
-# accessed bit preset and the TSS is busy, so that neither side writes
-# A/D/accessed bits during a run unless a test clears them.
+# accessed bit preset and the TSS is busy (TR holds it: regs["tr"].attr =
+# 0x008B), so that neither side writes A/D/accessed/busy bits during a run
+# unless a test clears them.  TSS: ESP0 = kstack_top, SS0 = 0x10, no I/O
+# bitmap.  IDT: 32-bit interrupt gates to the stubs, DPL 0 except vectors 3,
+# 4 and 0x80 (DPL 3).  Extra GDT entries: 0x30 ring-0 data based at
+# data_lin with a byte-granular limit of 0xFFF (limit tests), 0x38 ring-0
+# 16-bit code, base 0, limit 0xFFFF.
 P32 = dict(
     gdt_phys=0x1000, idt_phys=0x2000, tss_phys=0x3000, stubs_phys=0x4000,
     kstack_phys=0x8000, pd_phys=0x10000, pt_sys_phys=0x11000, pt_user_phys=0x12000,

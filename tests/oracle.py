@@ -99,10 +99,16 @@ Unicorn 2.1.4 quirks found (API and state)
       LINEAR address, so paging must be on first.  SS can only be loaded with
       RPL = DPL = CPL, and CPL comes from SS.DPL, so ring 3 cannot be reached
       by register writes: the oracle executes an ``iretd`` from a ring-0
-      trampoline (phys TRAMP_PHYS, not captured), then loads DS/ES/FS/GS.
+      trampoline (phys TRAMP_PHYS, frame on the ring-0 stack; not captured,
+      and both put back afterwards), then loads DS/ES/FS/GS.
   Q4  GDTR/IDTR/LDTR/TR are written as (selector, base, limit, flags) with
       QEMU's raw flags = attr << 8 (descriptor high dword bits 8-23), not the
-      access byte; TR/LDTR writes are not checked against the GDT.
+      access byte; TR/LDTR writes are not checked against the GDT.  QEMU's
+      LTR caches the TSS type BEFORE it marks the descriptor busy, and any
+      inner-privilege transition (call gate to a lower ring, ...) with a
+      "busy" type in the TR cache ABORTS THE PROCESS (cpu_abort "invalid tss
+      type").  The oracle writes TR with the available type (9) while the
+      layout's GDT entry and state.py value say busy (0x8B).
   Q5  Hidden segment parts cannot be read or written through the API; the
       oracle reads them from the context (QEMU SegmentCache) -> Result.hidden.
   Q6  Real mode: a segment written by reg_write or loaded by MOV gets flags

@@ -164,8 +164,11 @@ def draw_case(draw, row, layout, opsize, form, regs_extra=None, imm_vals=None,
                     code += struct.pack("<b", d)
                     regs["ebx"] = (off - d) & 0xFFFFFFFF
             lin = base + off
-            lo = max(lin - 4, base)
-            mem.append((lo, bytes(draw(st.binary(min_size=data_len, max_size=data_len)))))
+            dlo, dn = layout.data_lin
+            lo = max(lin - 4, dlo)
+            n = min(data_len, dlo + dn - lo)
+            if n > 0:
+                mem.append((lo, bytes(draw(st.binary(min_size=n, max_size=n)))))
     for o in row.operands:
         if o in ("Ib", "Ibs"):
             s = (imm_vals or {}).get(o)

@@ -11,12 +11,12 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings, strategies as st, assume, HealthCheck
 
-from emu.cpu.state import (CPUState, views, FPU_CW, FPU_SW, FPU_TW, FPU_TOP, FPU_IP,
+from emu.cpu.state import (CPUState, views, FPU_SW, FPU_TW, FPU_TOP, FPU_IP,
                            FPU_CS, FPU_DP, FPU_DS, FPU_OP, MXCSR, CR0)
 from emu.cpu.faults import CPUFault
 from emu.cpu import fpu as X
 from emu.cpu.fpu import (FPU, IE, DE, ZE, OE, UE, PE, SF, ES, B, C0, C1, C2, C3,
-                         ADD, MUL, COM, COMP, SUB, SUBR, DIV, DIVR, INDEFINITE,
+                         ADD, MUL, COMP, SUB, SUBR, DIV, DIVR, INDEFINITE,
                          RC_NEAREST, RC_DOWN, RC_UP, RC_CHOP, bits_of, from_bits)
 
 HYP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

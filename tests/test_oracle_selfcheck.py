@@ -314,6 +314,39 @@ def test_ring3_state(p32):
     assert r.hidden["cs"] == P.ring3_regs["cs"]
 
 
+def test_ring3_entry_leaves_no_trace(p32):
+    p32.run("nop", regs=P.ring3_regs)
+    diff = (p32.ram != p32.base).nonzero()[0]                     # trampoline + frame undone
+    assert list(diff) == [P.code_phys]
+
+
+def test_call_gate_to_ring0_does_not_abort():
+    # With a busy TSS type in Unicorn's TR cache this kills the process
+    # (oracle.py Q4), hence the subprocess.
+    import subprocess
+    import sys
+    prog = (
+        "import struct\n"
+        "from tests.layout import PROT32_PAGED as L, descriptor\n"
+        "from tests.oracle import UnicornOracle, far_call\n"
+        "o = UnicornOracle(L)\n"
+        "gate = struct.pack('<HHBBH', 7, 0x38, 1, 0xEC, 0)\n"         # DPL-3 gate, 1 param
+        "pm = [(L.gdt_phys + 0x30, gate),\n"
+        "      (L.gdt_phys + 0x38, descriptor(L.code_lin, 0xFFFF, 0x9B, 0x4))]\n"
+        "r = o.run(far_call(0x33, 0, 32), regs=dict(cpl=3), phys_mem=pm,\n"
+        "          mem=[(L.regs['esp'], struct.pack('<I', 0x11223344))])\n"
+        "assert r.exception is None and r.cpl == 0 and r.sregs['cs'] == 0x38, r\n"
+        "assert r.esp == L.kstack_top - 20 and r.sregs['ss'] == 0x10, r\n"
+        "assert [v for _, _, v in r.writes] == [0x23, L.regs['esp'], 0x11223344, 0x1B,\n"
+        "                                       L.code_lin + 7], r\n"
+        "print('ok')\n")
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-c", prog], cwd=root, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", (p.returncode, p.stdout, p.stderr)
+
+
 # --------------------------------------------------------------------------
 # real mode
 # --------------------------------------------------------------------------

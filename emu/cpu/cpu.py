@@ -82,6 +82,8 @@ class CPU:
         R[DR0 + 7] = 0x400
         R[LDTR_ATTR] = 0x82
         R[TR_ATTR] = 0x8B
+        if self.fpu is not None:
+            self.fpu.power_on_reset()
         for s in range(6):
             self.set_seg(s, 0, 0, 0xFFFF, 0x93)
         self.set_seg(CS, 0xF000, 0xFFFF0000, 0xFFFF, 0x9B)

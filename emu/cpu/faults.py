@@ -7,7 +7,8 @@ architectural: the VMM itself ends the run (triple fault, unsupported mode) and
 reports a one-line reason.
 """
 
-DE, DB, NMI, BP, OF, BR, UD, NM, DF, CSO, TS, NP, SS, GP, PF, MF, AC, MC, XM = range(19)
+DE, DB, NMI, BP, OF, BR, UD, NM, DF, CSO, TS, NP, SS, GP, PF = range(15)
+MF, AC, MC, XM = 16, 17, 18, 19      # vector 15 is reserved
 VECTOR_NAMES = {
     0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
     8: "#DF", 9: "CSO", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF",

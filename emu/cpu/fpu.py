@@ -90,11 +90,9 @@ import struct
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
-from .faults import CPUFault, GP
+from .faults import CPUFault, GP, MF
 
-# #MF is vector 16.  (faults.py's MF constant comes from range(19), which skips
-# the reserved vector 15, so it reads 15; use the architectural number here.)
-VEC_MF = 16
+VEC_MF = MF     # 16
 from .state import (FPU_CW, FPU_SW, FPU_TW, FPU_TOP, FPU_IP, FPU_CS, FPU_DP, FPU_DS,
                     FPU_OP, MXCSR, CR0)
 
