@@ -1,11 +1,11 @@
 """Session-wide hooks: opcode coverage of the differential tests."""
 import json
 
-from tests import difftest
+from tests import coverage_rows
 
 
 def pytest_sessionfinish(session, exitstatus):
-    rows = sorted(difftest.EXERCISED_ROWS)
+    rows = sorted(coverage_rows.EXERCISED_ROWS)
     if not rows:
         return
     try:
@@ -16,10 +16,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not difftest.EXERCISED_ROWS:
+    if not coverage_rows.EXERCISED_ROWS:
         return
     from emu.coverage import summary
-    impl, hit, missed = summary(difftest.EXERCISED_ROWS)
+    impl, hit, missed = summary(coverage_rows.EXERCISED_ROWS)
     terminalreporter.write_line(
         "opcode coverage: %d of %d implemented rows exercised by the differential tests"
         " (./emu.sh coverage lists them)" % (len(hit), len(impl)))

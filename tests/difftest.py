@@ -7,8 +7,8 @@
 Compared: the eight GPRs, EIP, EFLAGS (bits in ``flags_mask`` excluded: only
 flags the Intel SDM calls undefined, from tests/flagmasks.py), segment
 selectors, the exception (vector, error code, trap), CR2 after a #PF, and all
-of guest RAM (except the oracle's own scratch pages and, after a delivered
-software interrupt, the frame emu pushed - Unicorn does not deliver).
+of guest RAM (except, after a delivered software interrupt, the frame emu
+pushed - Unicorn does not deliver interrupts).
 Returns (unicorn_result, emu_result); raises AssertionError listing every
 difference, with the disassembly of the code.
 """
@@ -20,10 +20,11 @@ from tests.emu_side import EmuSide
 
 _ORACLES = {}
 _SIDES = {}
-EXERCISED_ROWS = set()      # opcode-table rows (emu.coverage.row_key) run by both sides
+from tests.coverage_rows import EXERCISED_ROWS, record_rows  # noqa: F401  (re-exported)
 
 # EFLAGS bits compared: the 6 arithmetic flags, TF IF DF, IOPL, NT, AC, ID.
-# RF (bit 16) is excluded: Unicorn sets it when it stops after a fault.
+# RF (bit 16) is excluded: it belongs to the pushed EFLAGS image of a fault,
+# which neither side's reported state contains.
 COMPARED_EFLAGS = 0x3FFFFF & ~0x10000
 
 
@@ -41,41 +42,15 @@ def emu_side(layout):
     return s
 
 
-def _ignored_pages(layout, ring3):
-    pages = set()
-    if layout.paging:
-        pages.add(UnicornOracle.TRAMP_PHYS >> 12)
-        if ring3:
-            pages.add(layout.kstack_phys >> 12)
-    return pages
-
-
 def run_both(layout, code, regs=None, mem=None, phys_mem=None, count=1, code_lin=None):
     code_lin = layout.code_lin if code_lin is None else code_lin
     if isinstance(code, str):
         code = assemble(code, layout.mode, addr=code_lin)
-    record_rows(code, layout.mode)
     ro = oracle(layout).run(code, regs=dict(regs or {}), mem=mem, phys_mem=phys_mem,
                             count=count, code_lin=code_lin)
     re_ = emu_side(layout).run(code, regs=dict(regs or {}), mem=mem, phys_mem=phys_mem,
                                count=count, code_lin=code_lin)
     return code, ro, re_
-
-
-def record_rows(code, mode):
-    """Decode ``code`` with emu's decoder and note the table rows it contains."""
-    from emu.cpu.decode import decode
-    from emu.coverage import row_key
-    code = bytes(code)
-    pos = 0
-    while pos < len(code):
-        try:
-            ins = decode(lambda i: code[i] if i < len(code) else 0x90, pos, mode == 32)
-        except Exception:
-            pos += 1
-            continue
-        EXERCISED_ROWS.add(row_key(ins.row))
-        pos = ins.next_eip
 
 
 def differences(layout, ro, re_, flags_mask=0, compare_mem=True, ring3=False):
@@ -98,12 +73,10 @@ def differences(layout, ro, re_, flags_mask=0, compare_mem=True, ring3=False):
         b = np.frombuffer(re_.emu.phys.ram, dtype=np.uint8)
         idx = np.flatnonzero(a != b)
         if len(idx):
-            ign = _ignored_pages(layout, ring3)
             frame = None
             if re_.exception is not None and re_.exception.trap:
                 frame = _frame_range(layout, re_)
-            bad = [int(i) for i in idx if (int(i) >> 12) not in ign
-                   and not (frame and frame[0] <= int(i) < frame[1])]
+            bad = [int(i) for i in idx if not (frame and frame[0] <= int(i) < frame[1])]
             if bad:
                 show = ", ".join("%#x: emu %02x unicorn %02x" % (i, b[i], a[i]) for i in bad[:8])
                 diffs.append(("memory (%d bytes)" % len(bad), show, ""))

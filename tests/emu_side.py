@@ -25,6 +25,7 @@ from emu.api import Emu
 from emu.cpu import state as S
 from tests.layout import GPRS, SEGS, Seg
 from tests.oracle import Exc, HAS_ERROR_CODE, assemble
+from tests.coverage_rows import record_rows
 
 
 class EmuResult:
@@ -130,6 +131,7 @@ class EmuSide:
         if isinstance(code, str):
             code = assemble(code, L.mode, addr=code_lin)
         code = bytes(code)
+        record_rows(code, L.mode)
         self.reset(regs, mem, phys_mem, code, code_lin)
         cpu = self.cpu
         R = cpu.R

@@ -205,11 +205,6 @@ def test_call_gate_from_ring3(count, params, gate16, gdpl, rpl, target_access, g
     segment, Unicorn loads CS.RPL = the segment's DPL where the SDM keeps the
     CPL: test_call_gate_to_conforming_keeps_cpl.)"""
     assume(target_access != 0x9F)
-    # Unicorn 2.1.4 aborts the process (SIGABRT inside uc_emu_start) on a CALL
-    # through a call gate to a more privileged level: those transfers are
-    # checked against the SDM in test_call_gate_inner_frame_sdm instead
-    assume(not (gate_present and gdpl == 3 and not null_target
-                and target_access in (0x9B, 0xBB, 0xDB)))
     # slot 7: the target code segment, base code_lin, so a 16-bit gate offset reaches it
     target = descriptor(L.code_lin, 0xFFFF, target_access, 0x4)
     off = 7                                             # -> linear code_lin + 7 = the end

@@ -6,10 +6,10 @@ Register-destination forms get closures that touch R directly; memory forms
 go through operands.rm_rmw so the address is computed once and the store
 happens before the flags (a faulting store leaves flags untouched).
 """
-from ..flags import (K_ADD, K_ADC1, K_SUB, K_SBB1, K_LOGIC, K_INC, K_DEC, K_NEG, SZI,
+from ..flags import (K_ADD, K_ADC1, K_SUB, K_SBB1, K_LOGIC, K_INC, K_DEC, K_NEG, K_RES, SZI,
                      get_cf, MASK)
 from ..operands import operand_get, operand_set, rm_rmw, reg_get, reg_set
-from ..state import LF_OP, LF_RES, LF_A, LF_B
+from ..state import EFLAGS, LF_OP, LF_RES, LF_A, LF_B
 
 
 def _dest_reg(insn, form):
@@ -165,6 +165,8 @@ def binop(cpu, insn):
         if src is None:
             src_v = b
             src = lambda: src_v  # noqa: E731
+        if mnem in ("adc", "sbb"):
+            return _adc_sbb32(R, d, src, mnem == "adc")
     calc = _compute(mnem, szi, R)
     if d is not None:
         get = reg_get(cpu, d, size)
@@ -191,6 +193,45 @@ def binop(cpu, insn):
             R[LF_RES] = r
             R[LF_A] = la
             R[LF_B] = lb
+    return f
+
+
+def _adc_sbb32(R, d, src, is_adc):
+    """Hot forms: ADC/SBB with a 32-bit register destination.  The carry-in is
+    read from the lazy state inline (the common producers: ADD/SUB/CMP,
+    logic, INC/DEC, K_RES) instead of through get_cf."""
+    if is_adc:
+        plain, plus1 = K_ADD << 2 | 2, K_ADC1 << 2 | 2
+    else:
+        plain, plus1 = K_SUB << 2 | 2, K_SBB1 << 2 | 2
+
+    def f():
+        c = src()
+        op = R[LF_OP]
+        if not op:
+            cf = R[EFLAGS] & 1
+        else:
+            k = op >> 2
+            if k == K_ADD:
+                cf = R[LF_RES] < R[LF_A]
+            elif k == K_SUB:
+                cf = R[LF_A] < R[LF_B]
+            elif k == K_LOGIC:
+                cf = 0
+            elif k == K_INC or k == K_DEC or k == K_RES:
+                cf = R[LF_B] & 1
+            else:
+                cf = get_cf(R)
+        a = R[d]
+        if is_adc:
+            r = (a + c + 1 if cf else a + c) & 0xFFFFFFFF
+        else:
+            r = (a - c - 1 if cf else a - c) & 0xFFFFFFFF
+        R[d] = r
+        R[LF_OP] = plus1 if cf else plain
+        R[LF_RES] = r
+        R[LF_A] = a
+        R[LF_B] = c
     return f
 
 

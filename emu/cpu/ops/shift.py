@@ -24,8 +24,10 @@ Flags:
                count > 16 (result and flags undefined in the SDM) we follow
                Intel hardware as QEMU models it: dest:src:dest is shifted.
 
-A memory operand is read even for a masked count of 0 (a read fault is
-raised) but not written back.
+A memory operand is read and written back unchanged when the masked count
+(or the RCL/RCR rotation) is 0: the access is a read-modify-write whatever
+the count, so a read-only page faults (#PF/#GP) as on Bochs and Unicorn
+(QEMU), and the page's dirty bit is set.
 """
 from ..flags import K_RES, SZI, MASK, materialize, get_cf
 from ..operands import reg_get, reg_set, rm_rmw
@@ -131,9 +133,9 @@ def shift(cpu, insn):
         if is_reg:
             return lambda: None
 
-        def nop_read():
-            get()
-        return nop_read
+        def rmw_same():
+            put(get())
+        return rmw_same
 
     if mnem in ("shl", "shr", "sar"):
         op = K_RES << 2 | szi
@@ -153,6 +155,7 @@ def shift(cpu, insn):
             n = R[ECX] & 0x1F
             a = get()
             if not n:
+                put(a)
                 return
             r, cf, of = calc(a, n)
             put(r)
@@ -168,9 +171,11 @@ def shift(cpu, insn):
         n = c if c is not None else R[ECX] & 0x1F
         a = get()
         if not n:
+            put(a)
             return
         out = calc(a, n, get_cf(R) if carry else 0)
         if out is None:
+            put(a)
             return
         r, cf, of = out
         put(r)
@@ -244,15 +249,16 @@ def shxd(cpu, insn):
         if insn.mod == 3:
             return lambda: None
 
-        def nop_read():
-            get()
-        return nop_read
+        def rmw_same():
+            put(get())
+        return rmw_same
     wide16 = size == 2
 
     def f():
         n = c if c is not None else R[ECX] & 0x1F
         a = get()
         if not n:
+            put(a)
             return
         b = src()
         if left:
