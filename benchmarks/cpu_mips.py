@@ -1,7 +1,7 @@
 """Guest MIPS: emu's interpreter next to Unicorn, on two loops.
 
-    python -m benchmarks.cpu_mips            # small table
-    python -m benchmarks.cpu_mips --json     # ONE JSON object on stdout
+    python benchmarks/cpu_mips.py            # small table
+    python benchmarks/cpu_mips.py --json     # ONE JSON object on stdout
 
 Workloads (both in the PROT32_PAGED layout of tests/layout.py: protected
 mode, paging on, code fetched through the page tables):
@@ -79,21 +79,12 @@ def run_unicorn(L, asm, regs, repeat):
 # Interpreter column
 # ---------------------------------------------------------------------------
 def run_emu(L, asm, regs, repeat, insns=None):
-    """>>>>>> WIRE-UP POINT for emu's tier-0 interpreter (lead engineer) <<<<<<
+    """Best wall time (s) of emu's interpreter running ``asm`` to its end.
 
-    Contract: build a machine from layout ``L`` (``L.ram_size`` bytes of RAM,
-    ``L.images`` written at their physical addresses, CPU state words from
-    ``L.state_words(regs)``), place ``tests.oracle.assemble(asm, 32,
-    addr=L.code_lin)`` at linear ``L.code_lin``, run the interpreter until
-    EIP reaches the end of the code, check ECX == 0, and return the best wall
-    time in seconds of ``repeat`` runs, setup excluded (``insns``: the exact
-    number of guest instructions the run must retire).  Return (seconds,
-    None) on success or (None, one-line note) when the interpreter is not
-    available.
-
-    Wired for now through tests/emu_side.py (the differential tests' emu
-    side, which uses emu.api.Emu); replace if the tier needs choosing
-    explicitly once the JIT exists.
+    The machine is the layout's, built by tests/emu_side.py (the emulator side
+    of the differential tests, through emu.api); the run is checked to end at
+    the instruction after the loop with ECX == 0 and exactly ``insns``
+    instructions retired.  Returns (seconds, None), or (None, one-line note).
     """
     try:
         import emu.api  # noqa: F401
@@ -156,8 +147,8 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--iters", type=int, default=2_000_000,
                     help="loop iterations for Unicorn (default 2e6)")
-    ap.add_argument("--interp-iters", type=int, default=20_000,
-                    help="loop iterations for the interpreter (default 2e4)")
+    ap.add_argument("--interp-iters", type=int, default=100_000,
+                    help="loop iterations for the interpreter (default 1e5)")
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
     ap.add_argument("--no-interp", action="store_true", help="Unicorn column only")
     args = ap.parse_args(argv)

@@ -56,10 +56,4 @@ class Restart(Exception):
     loop can take interrupts and count time between the pieces."""
 
 
-class VMStop(Exception):
-    """The VMM stops the machine; ``reason`` is one line for the user."""
-
-    def __init__(self, reason, kind="error"):
-        super().__init__(reason)
-        self.reason = reason
-        self.kind = kind   # "triple-fault", "unsupported", "error", "shutdown"
+from ..errors import VMStop  # noqa: E402,F401  (shared with the devices)

@@ -26,7 +26,7 @@ The guest drives this bus, so it must never fail on the host side:
 """
 import operator
 
-from ..cpu.faults import VMStop
+from ..errors import VMStop
 
 NPORTS = 0x10000
 _MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
