@@ -46,6 +46,11 @@ def run_both(layout, code, regs=None, mem=None, phys_mem=None, count=1, code_lin
     code_lin = layout.code_lin if code_lin is None else code_lin
     if isinstance(code, str):
         code = assemble(code, layout.mode, addr=code_lin)
+    # a HLT right after the code, on both sides: emu decodes ahead to the end of a
+    # block, and 64 "add [bx+si], al" from zeroed memory would only cost time
+    end = code_lin + len(code)
+    if layout.lin_to_phys(end) is not None:
+        mem = [(end, b"\xf4")] + list(mem or ())
     ro = oracle(layout).run(code, regs=dict(regs or {}), mem=mem, phys_mem=phys_mem,
                             count=count, code_lin=code_lin)
     re_ = emu_side(layout).run(code, regs=dict(regs or {}), mem=mem, phys_mem=phys_mem,

@@ -21,7 +21,7 @@ from hypothesis import given, settings, strategies as st
 
 from tests.difftest import check_same
 from tests.flagmasks import undefined_flags
-from tests.test_diff_alu import (SETTINGS, LAYOUTS, rows_of, params, draw_case, run_case,
+from tests.rowcases import (SETTINGS, LAYOUTS, rows_of, params, draw_case, run_case,
                                  opsizes, reg32, seg_base)
 
 ROWS = rows_of("bits")

@@ -107,8 +107,10 @@ def get_cf(R):
         return 1 if R[LF_A] < R[LF_B] else 0
     if kind == K_LOGIC:
         return 0
-    if kind == K_INC or kind == K_DEC:
+    if kind == K_INC or kind == K_DEC or kind == K_RES:
         return R[LF_B] & 1
+    if kind == K_NEG:
+        return 1 if R[LF_A] else 0
     return materialize(R) & 1
 
 
