@@ -96,6 +96,17 @@ class Machine:
         self.dma_windows()
         self.cpu.on_triple_fault = self._triple_fault
         self.triple_faults = 0
+        self.boot_plan = None
+        if cfg.kernel:
+            from . import boot
+            self.boot_plan = boot.prepare(self)   # images in RAM; fwcfg says "kernel boot"
+
+    def boot_kernel(self):
+        """The BIOS finished POST and asks to enter the loaded kernel (port 0x518)."""
+        if self.boot_plan is None:
+            raise VMStop("the BIOS asked to boot a kernel, but none was given (--kernel)")
+        from . import boot
+        boot.handoff(self, self.boot_plan)
 
     # --- construction -----------------------------------------------------------
     def _build_devices(self, serial_backend):
