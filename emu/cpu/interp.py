@@ -63,6 +63,7 @@ class Interpreter:
         if mid is None:
             mid = self.mode_ids[t] = len(self.mode_ids) + 1
         self.mode_key = mid << 32
+        cpu.event = True         # the run loop's fast path caches mode_key: make it look again
 
     def _on_watch(self, ppn, paddr, size):
         phys = self.cpu.phys
@@ -260,12 +261,13 @@ class Interpreter:
                     continue
                 # --- fast path: whole cached blocks while nothing needs attention ---
                 fast_limit = budget - MAX_BLOCK
+                mode_key = self.mode_key
                 while executed <= fast_limit and not cpu.event:
                     eip = R[EIP]
                     if eip == until:
                         break
                     lin = (cs.base + eip) & 0xFFFFFFFF
-                    blk = cache.get(lin | self.mode_key)
+                    blk = cache.get(lin | mode_key)
                     if blk is None:
                         break
                     pp = blk.ppage

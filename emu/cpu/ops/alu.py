@@ -256,8 +256,7 @@ def incdec(cpu, insn):
             R[d] = r
             R[LF_OP] = op
             R[LF_RES] = r
-            R[LF_A] = a
-            R[LF_B] = cf
+            R[LF_B] = cf     # INC/DEC keep CF; LF_A is not needed (flags.py)
         return f
     if d is not None:
         get, put = reg_get(cpu, d, size), reg_set(cpu, d, size)
@@ -271,7 +270,6 @@ def incdec(cpu, insn):
         put(r)
         R[LF_OP] = op
         R[LF_RES] = r
-        R[LF_A] = a
         R[LF_B] = cf
     return g
 
