@@ -126,7 +126,11 @@ class Machine:
         self.cpu.irq = pic
         d["pit"] = PIT(bus)
         d["rtc"] = RTC(bus, ram_size=self.config.memory_mb * MIB)
-        d["uart"] = UART16550(bus, base=0x3F8, irq=4, backend=serial_backend)
+        d["uart"] = uart = UART16550(bus, base=0x3F8, irq=4, backend=serial_backend)
+        # Exact line timing would make a guest polling THRE at 9600 baud (Linux's
+        # console default) spend ~100k instructions per character; like QEMU we
+        # transmit fast: a character takes at most 1 us of virtual time.
+        uart.max_char_ns = 1000
         d["i8042"] = I8042(bus)
         d["sysctrl"] = SystemControl(bus)
         d["vga"] = VGA(bus)
