@@ -14,7 +14,16 @@ py="$venv/bin/python"
 
 need_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 
+ensure_system_tools() {
+    # NASM builds our BIOS and the demonstration kernel (firmware/, guests/)
+    if ! command -v nasm >/dev/null; then
+        echo "emu.sh: installing nasm (apt-get)" >&2
+        need_root apt-get update -qq && need_root apt-get install -y -qq nasm >/dev/null
+    fi
+}
+
 ensure_env() {
+    ensure_system_tools
     local stamp="$venv/.installed"
     if [ -x "$py" ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
         return
@@ -33,7 +42,7 @@ ensure_env() {
     fi
     echo "emu.sh: installing emu and its dependencies into .venv (first run)" >&2
     "$py" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    "$py" -m pip install -q -e ".[test,bench]"
+    "$py" -m pip install -q -e ".[test,bench,display]"
     touch "$stamp"
 }
 

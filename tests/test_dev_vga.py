@@ -503,3 +503,19 @@ def test_cpu_stores_reach_the_screen():
     assert vga.cursor() == (0, 5)
     assert e.reg_read("ax") == 0x1F41
     assert list(vga.render(cursor=False)[7, 0]) == WHITE
+
+
+def test_frame_key_tracks_what_render_shows(m):
+    k0 = m.vga.frame_key()
+    assert m.vga.frame_key() == k0
+    m.put(0, 0, "x")
+    k1 = m.vga.frame_key()
+    assert k1 != k0
+    m.crtc(0x0F, 3)                                   # cursor moves
+    assert m.vga.frame_key() != k1
+    k2 = m.vga.frame_key()
+    m.outb(0x3C8, 1)
+    m.outb(0x3C9, 0x3F)
+    m.outb(0x3C9, 0x3F)
+    m.outb(0x3C9, 0x3F)                               # a palette entry changes
+    assert m.vga.frame_key() != k2

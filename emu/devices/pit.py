@@ -226,8 +226,11 @@ class Counter:
                 self.state = ARMED
             self.null_until = None
             return
-        if mode in (2, 3) and self.state == RUN and self.paused is None and self.gate:
-            self._count_at_boundary(n, t)
+        if mode in (2, 3) and self.state == RUN:
+            if self.gate:
+                self._count_at_boundary(n, t)
+            else:
+                self.null_until = None    # loaded by the next GATE trigger
             return
         self._start(n, t, out_before_load=(mode != 0))
 
@@ -289,7 +292,8 @@ class Counter:
                 self.n = self.cr
                 self.phase = 0
                 self.pend = None
-                self.null_until = t + 1
+                if self.null_count(t):
+                    self.null_until = t + 1
             return
         if self.state != RUN:
             self.gate = level
@@ -306,12 +310,16 @@ class Counter:
         if not rising:
             self.ce_hold = self.count(t)
             self.paused = max(self._elapsed(t), 0)
-            self.pend = None
+            if self.pend is not None:     # that count now waits for the trigger
+                self.pend = None
+                self.null_until = None
             self.gate = level
         else:
+            self.ce_hold = self.count(t)
             self.gate = level
             self.out_hold = True
-            self.ce_hold = self.count(t) if self.paused is None else self.ce_hold
+            if self.null_count(t):
+                self.null_until = t + 1
             self.load = t + 1
             self.n = self.cr
             self.phase = 0

@@ -450,5 +450,11 @@ class VGA:
         img = np.where(pix[..., None], fg_rgb, bg_rgb)   # (25, 80, 16, width, 3)
         return np.ascontiguousarray(img.transpose(0, 2, 1, 3, 4).reshape(h, w, 3))
 
+    def frame_key(self):
+        """Everything render() depends on but its arguments, as bytes: equal
+        keys give equal images (the window skips redrawing then)."""
+        return b"".join((self.vram[TEXT_OFFSET:TEXT_OFFSET + TEXT_SIZE], self.crtc, self.seq,
+                         self.attr, self.dac, bytes((self.attr_index, self.pel_mask))))
+
     def _dac_index_overscan(self):
         return self.attr[AR_OVERSCAN] & self.pel_mask

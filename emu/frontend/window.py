@@ -68,30 +68,28 @@ class DisplayError(Exception):
     machine did not stop when it was closed.  The message is one line."""
 
 
-# USB HID usage (= SDL scancode) -> key name.
-SCANCODE_NAMES = {}
-for _i, _c in enumerate("abcdefghijklmnopqrstuvwxyz"):
-    SCANCODE_NAMES[4 + _i] = _c
-for _i, _c in enumerate("1234567890"):
-    SCANCODE_NAMES[30 + _i] = _c
-SCANCODE_NAMES.update({
-    40: "return", 41: "escape", 42: "backspace", 43: "tab", 44: "space",
-    45: "-", 46: "=", 47: "[", 48: "]", 49: "\\", 50: "\\", 51: ";", 52: "'",
-    53: "`", 54: ",", 55: ".", 56: "/", 57: "caps lock",
-    70: "print screen", 71: "scroll lock", 72: "pause", 73: "insert", 74: "home",
-    75: "page up", 76: "delete", 77: "end", 78: "page down",
-    79: "right", 80: "left", 81: "down", 82: "up",
-    83: "numlock", 84: "keypad /", 85: "keypad *", 86: "keypad -", 87: "keypad +",
-    88: "keypad enter", 99: "keypad .", 100: "102nd", 101: "menu",
-    224: "left ctrl", 225: "left shift", 226: "left alt", 227: "left meta",
-    228: "right ctrl", 229: "right shift", 230: "right alt", 231: "right meta",
-})
-for _i in range(12):
-    SCANCODE_NAMES[58 + _i] = "f%d" % (_i + 1)
-for _i in range(9):
-    SCANCODE_NAMES[89 + _i] = "keypad %d" % (_i + 1)
-SCANCODE_NAMES[98] = "keypad 0"
+def _scancode_names():
+    """USB HID usage (= SDL scancode) -> key name."""
+    names = {4 + i: c for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
+    names.update({30 + i: c for i, c in enumerate("1234567890")})
+    names.update({58 + i: "f%d" % (i + 1) for i in range(12)})
+    names.update({89 + i: "keypad %d" % (i + 1) for i in range(9)})
+    names.update({
+        40: "return", 41: "escape", 42: "backspace", 43: "tab", 44: "space",
+        45: "-", 46: "=", 47: "[", 48: "]", 49: "\\", 50: "\\", 51: ";", 52: "'",
+        53: "`", 54: ",", 55: ".", 56: "/", 57: "caps lock",
+        70: "print screen", 71: "scroll lock", 72: "pause", 73: "insert", 74: "home",
+        75: "page up", 76: "delete", 77: "end", 78: "page down",
+        79: "right", 80: "left", 81: "down", 82: "up",
+        83: "numlock", 84: "keypad /", 85: "keypad *", 86: "keypad -", 87: "keypad +",
+        88: "keypad enter", 98: "keypad 0", 99: "keypad .", 100: "102nd", 101: "menu",
+        224: "left ctrl", 225: "left shift", 226: "left alt", 227: "left meta",
+        228: "right ctrl", 229: "right shift", 230: "right alt", 231: "right meta",
+    })
+    return names
 
+
+SCANCODE_NAMES = _scancode_names()
 KEY_NAMES = frozenset(SCANCODE_NAMES.values())
 
 # pygame's (pygame-1 compatible) keycode names that differ from ours, for
@@ -99,7 +97,7 @@ KEY_NAMES = frozenset(SCANCODE_NAMES.values())
 _KEYCODE_RENAMES = {"enter": "keypad enter", "break": "pause", "[/]": "keypad /",
                     "[*]": "keypad *", "[-]": "keypad -", "[+]": "keypad +",
                     "[.]": "keypad .", "<": "102nd"}
-_KEYCODE_RENAMES.update({"[%d]" % _i: "keypad %d" % _i for _i in range(10)})
+_KEYCODE_RENAMES.update({"[%d]" % i: "keypad %d" % i for i in range(10)})
 
 
 def import_pygame():
@@ -109,7 +107,7 @@ def import_pygame():
         import pygame
     except ImportError:
         raise DisplayError("--display window needs pygame: pip install pygame "
-                                 "(or install emu with the 'display' extra)") from None
+                           "(or install emu with the 'display' extra)") from None
     return pygame
 
 
@@ -146,6 +144,7 @@ class Window:
         self.t0 = time.monotonic()
         self.frames = 0
         self.last_image = None
+        self._last_key = None
 
     def _resize(self, shape):
         size = (shape[1], shape[0])
@@ -181,18 +180,23 @@ class Window:
         self.held.clear()
 
     def draw(self):
-        """Render the screen and show it."""
+        """Render the screen and show it (unless nothing changed since the
+        last frame: rendering costs milliseconds the guest could use)."""
         pg = self.pygame
         t = time.monotonic() - self.t0
         cursor_on = int(t / CURSOR_BLINK_S) % 2 == 0
         blink_on = int(t / CHAR_BLINK_S) % 2 == 0
+        key = (cursor_on, blink_on, self.vga.frame_key())
+        self.frames += 1
+        if key == self._last_key:
+            return self.last_image
+        self._last_key = key
         img = self.vga.render(cursor=cursor_on, blink_on=blink_on)
         self.last_image = img
         self._resize(img.shape)
         frame = pg.image.frombuffer(img.tobytes(), self.size, "RGB")
         self.surface.blit(frame, (0, 0))
         pg.display.flip()
-        self.frames += 1
         return img
 
     def close(self):
