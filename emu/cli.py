@@ -1,8 +1,9 @@
 """The `emu` command.
 
-  emu demo      boot the demonstration guest (emu/guests/demo.py) on the bare
-                CPU: real mode -> protected mode -> paging -> interrupts; its
-                debug-port output goes to stdout, counters to stderr.
+  emu run       a PC: our BIOS, devices, disks, kernels (see `emu run --help`)
+  emu demo      the bare-CPU demonstration (emu/guests/demo.py): no devices, no
+                BIOS; real mode -> protected mode -> paging -> interrupts, its
+                debug-port output on stdout, counters on stderr.
   emu coverage  print which opcode-table rows the differential tests exercised.
 
 Exit codes: 0 guest halted normally, 2 bad usage, 3 triple fault,
@@ -94,8 +95,11 @@ def cmd_coverage(args):
 
 
 def main(argv=None):
+    from .run_command import add_parser as add_run, one_line_errors
     p = argparse.ArgumentParser(prog="emu", description="emu: an IA-32 PC emulator in Python")
+    one_line_errors(p)
     sub = p.add_subparsers(dest="cmd", required=True)
+    add_run(sub)
     d = sub.add_parser("demo", help="boot the demonstration guest on the bare CPU")
     d.add_argument("--memory", type=int, default=16, help="RAM in MiB (default 16)")
     d.add_argument("--max-instructions", type=int, default=None)

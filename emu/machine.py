@@ -42,7 +42,7 @@ MAX_RAM = 3 << 30
 QUANTUM = 200_000          # instructions between looks at the host (timeouts, pacing)
 
 # Exit codes of `emu run`, documented in its --help.
-EXIT_OK, EXIT_USAGE, EXIT_TRIPLE, EXIT_TIMEOUT, EXIT_ERROR, EXIT_PANIC = 0, 2, 3, 4, 5, 6
+EXIT_OK, EXIT_USAGE, EXIT_TRIPLE, EXIT_TIMEOUT, EXIT_ERROR = 0, 2, 3, 4, 5
 
 
 class MachineConfig:
@@ -105,6 +105,8 @@ class Machine:
         """The BIOS finished POST and asks to enter the loaded kernel (port 0x518)."""
         if self.boot_plan is None:
             raise VMStop("the BIOS asked to boot a kernel, but none was given (--kernel)")
+        # fwcfg calls this from a clock timer, i.e. between instructions (never
+        # from inside the BIOS's OUT), so the loader may set CS:EIP here.
         from . import boot
         boot.handoff(self, self.boot_plan)
 
@@ -165,11 +167,18 @@ class Machine:
 
     def _request_stop(self, reason, kind):
         self._stop_request = (reason, kind)
-        self.cpu.event = True
+        self.cpu.request_stop()
 
     def _reset_request(self):
         self._stop_request = ("reset", "reset")
-        self.cpu.event = True
+        self.cpu.request_stop()
+
+    def flush_output(self):
+        """Hand buffered guest output (the UART's FIFO) to its backend."""
+        for dev in self.devices.values():
+            f = getattr(dev, "flush", None)
+            if f is not None:
+                f()
 
     def _triple_fault(self, why):
         # A PC resets on a triple fault (shutdown cycle -> chipset reset); emu
@@ -197,6 +206,7 @@ class Machine:
         v0 = clock.now()
 
         def result(code, reason):
+            self.flush_output()
             return RunResult(code, reason, cpu.icount - start, time.monotonic() - t0)
 
         try:

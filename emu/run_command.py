@@ -44,7 +44,7 @@ SERIAL_TAIL_LINES = 8
 SERIAL_TAIL_BYTES = 4096
 
 
-def _one_line_errors(parser):
+def one_line_errors(parser):
     """Make ``parser`` report usage errors in one line, exit code 2 (argparse
     prints the whole usage first; the usage is one --help away)."""
     parser.error = lambda message: parser.exit(
@@ -88,7 +88,7 @@ def add_parser(subparsers):
         "run", help="boot a PC from a disk, a floppy or a kernel",
         description=DESCRIPTION, epilog=EXAMPLES + "\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _one_line_errors(p)
+    one_line_errors(p)
     g = p.add_argument_group("machine")
     g.add_argument("--memory", "-m", type=_memory, default=128, metavar="MB",
                    help="guest RAM in MiB (default 128, at most %d)" % (MAX_RAM // MIB))
@@ -363,7 +363,7 @@ def _print_tail(backend):
 
 def main(argv=None):
     """`python -m emu.run_command ...`: the run subcommand on its own."""
-    parser = _one_line_errors(argparse.ArgumentParser(prog="emu"))
+    parser = one_line_errors(argparse.ArgumentParser(prog="emu"))
     sub = parser.add_subparsers(dest="cmd", required=True)
     add_parser(sub)
     args = parser.parse_args(argv)

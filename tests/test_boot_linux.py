@@ -252,6 +252,10 @@ def test_machine_boots_bzimage_with_bios_services(tmp_path):
     assert "LX cmdline=console=ttyS0" in out
     assert "LX ramdisk_image=%08X ramdisk_size=00001000" % m.boot_plan.initrd_addr in out
     assert "LX int12=639K" in out                    # the BIOS is there for the setup code
+    # the BIOS's INT 15h E820 map is the one the loaders give Multiboot and vmlinux
+    e820 = [ln for ln in out.splitlines() if ln.startswith("LX e820 ")]
+    assert e820 == ["LX e820 base=%016X len=%016X type=%d" % entry
+                    for entry in loader.e820_map(m)]
     assert "LX done" in out
     assert m.cpu.R[S.CR0] & 1 == 0
 
@@ -268,3 +272,12 @@ def test_cli_boots_bzimage(tmp_path):
     assert "LX cmd_line_ptr=0001E000" in text and "LX cmdline=console=ttyS0" in text
     assert "LX done" in text
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_command_line_options_the_loader_reads():
+    assert linux.mem_limit(b"console=ttyS0 mem=64M") == 64 * MIB
+    assert linux.mem_limit(b"mem=0x1000000 quiet") == 0x1000000
+    assert linux.mem_limit(b"mem=512k mem=2G") == 2 << 30          # the last one wins
+    assert linux.mem_limit(b"mem=nopentium") is None
+    assert linux.mem_limit(b"memmap=1M quiet") is None
+    assert linux.vga_mode(b"") == 0xFFFF and linux.vga_mode(b"vga=normal") == 0xFFFF

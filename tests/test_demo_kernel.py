@@ -203,3 +203,89 @@ def test_bad_boot_magic_panics_with_a_triple_fault(image):
     assert "PANIC: not started by a Multiboot loader" in out
     assert st.reason == "vmstop" and "triple fault" in st.message
     assert demo_kernel.GOODBYE not in out
+
+
+# --- on the PC ---------------------------------------------------------------------------------
+TYPE_NAMES = {1: "available", 2: "reserved", 3: "ACPI reclaimable", 4: "ACPI NVS",
+              5: "bad memory"}
+
+
+@pytest.fixture(scope="module")
+def pc_run(kernel):
+    """The kernel booted on the PC by our BIOS and the Multiboot loader."""
+    from emu.machine import Machine, MachineConfig
+    from emu.frontend.serial_backends import BufferBackend
+    serial = BufferBackend()
+    m = Machine(MachineConfig(kernel=kernel, append="demo=1"), serial_backend=serial)
+    result = m.run(max_instructions=50_000_000)
+    return m, result, serial.text()
+
+
+def test_pc_boot_ends_with_a_clean_halt(pc_run):
+    from emu.machine import EXIT_OK
+    m, result, out = pc_run
+    assert result.code == EXIT_OK, (result.reason, out[-2000:])
+    assert result.reason == "guest halted with interrupts disabled"
+    # three seconds of guest time passed at 100 Hz, mostly idle in HLT
+    assert 3.0 <= m.clock.now() / 1e9 < 3.5
+    assert result.instructions < 10_000_000
+
+
+def test_pc_serial_console_shows_protected_mode_paging_and_interrupts(pc_run):
+    from emu.boot.loader import e820_map
+    m, result, out = pc_run
+    lines = out.replace("\r\n", "\n").split("\n")
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("emu demonstration kernel"))
+    lines = lines[start:]
+    assert "GDT loaded: flat 32-bit code 0x08, data 0x10" in lines
+    assert any(re.fullmatch(r'command line: ".*demo_kernel-[0-9a-f]+\.bin demo=1"', ln)
+               for ln in lines), lines
+    mem = m.config.memory_mb
+    assert "memory: 639 KiB low, %d KiB above 1 MiB" % ((mem - 1) * 1024) in lines
+    # the memory map is the machine's E820 map, as the loader passed it on
+    i = lines.index("memory map (from the boot loader):") + 1
+    expected = ["  %016x-%016x %s" % (b, b + n - 1, TYPE_NAMES.get(t, "type %d" % t))
+                for b, n, t in e820_map(m)]
+    assert lines[i:i + len(expected)] == expected
+    assert any(ln.startswith("CR0 = ") and ln.endswith("(PE: protected mode, PG: paging)")
+               for ln in lines)
+    assert any(re.fullmatch(r"running through the higher-half alias: EIP = 0xc01[0-9a-f]{5}", ln)
+               for ln in lines)
+    assert [ln for ln in lines if ln.startswith("timer:")] == [
+        "timer: 100 ticks, 1 s of guest time", "timer: 200 ticks, 2 s of guest time",
+        "timer: 300 ticks, 3 s of guest time"]
+    assert ("#PF at CR2 = 0x0080048c, error 0x00000002: page mapped on demand, retrying"
+            in lines)
+    assert lines[-2:] == [demo_kernel.GOODBYE, ""]
+    assert "PANIC" not in out
+
+
+def test_pc_vga_screen_shows_the_same_with_a_live_tick_line(pc_run):
+    m, result, out = pc_run
+    vga = m.devices["vga"].lines()
+    assert vga[0].startswith("emu demonstration kernel")
+    assert "timer: 300 ticks = 3.00 s" in vga
+    assert sum(ln.startswith("timer:") for ln in vga) == 1       # rewritten in place
+    assert "memory map (from the boot loader):" in vga
+    last = max(i for i, ln in enumerate(vga) if ln)
+    assert vga[last] == demo_kernel.GOODBYE
+    # the hardware cursor (CRTC 0Eh/0Fh) follows the text: start of the next line
+    assert m.devices["vga"].cursor() == (last + 1, 0)
+
+
+def test_readme_first_command_boots_it(kernel, tmp_path):
+    """What `./emu.sh run` does: emu run --kernel <demo> --serial stdio --display none."""
+    import subprocess
+    import sys
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    p = subprocess.run([sys.executable, "-m", "emu.cli", "run", "--kernel", kernel,
+                        "--serial", "stdio", "--display", "none",
+                        "--max-instructions", "50000000"],
+                       stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=120,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = p.stdout.decode("latin-1")
+    assert p.returncode == 0, p.stderr.decode("latin-1")[-2000:]
+    assert "emu demonstration kernel" in out
+    assert "timer: 300 ticks, 3 s of guest time" in out
+    assert demo_kernel.GOODBYE in out
+    assert "\n" not in p.stderr.decode().strip()      # at most the one-line reason

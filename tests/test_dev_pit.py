@@ -526,3 +526,192 @@ def test_fuzz_ports_and_time(rig, seed):
     assert not rig.level                      # every edge was a full pulse
     rig.pit.reset()
     _check_consistent(rig)
+
+
+# --- against a clock-by-clock model written from the datasheet ------------------------------
+class RefCounter:
+    """An 8254 counter stepped one CLK at a time, from the datasheet's mode
+    descriptions (binary counting; a count of 1 in modes 2/3 is illegal and
+    never written).  ``ce is None`` while the datasheet calls it undefined."""
+
+    M = 0x10000
+
+    def __init__(self):
+        self.gate = False
+        self.control(0, 3)
+
+    def control(self, mode, rw):
+        self.mode, self.rw = mode, rw
+        self.out = mode != 0
+        self.ce = None
+        self.cr = None
+        self.wbyte = None
+        self.reload = self.trigger = False
+        self.running = False          # the CE holds a count and may decrement
+        self.hold = False             # mode 0: first byte of a lo/hi count written
+        self.strobed = True
+        self.nload = None
+
+    def write(self, v):
+        if self.rw == 1:
+            self._count(v)
+        elif self.rw == 2:
+            self._count(v << 8)
+        elif self.wbyte is None:
+            self.wbyte = v
+            if self.mode == 0:        # "writing the first byte disables counting"
+                self.hold = True
+                self.out = False
+        else:
+            raw, self.wbyte = self.wbyte | v << 8, None
+            self._count(raw)
+
+    def _count(self, raw):
+        self.cr = raw or self.M
+        m = self.mode
+        if m in (0, 4):
+            self.reload = True
+            if m == 0:
+                self.out = False
+        elif m in (2, 3) and not self.running:
+            self.reload = True
+
+    def set_gate(self, g):
+        if g and not self.gate and self.cr is not None and self.mode in (1, 2, 3, 5):
+            self.trigger = True
+        if not g and self.mode in (2, 3):
+            self.out = True           # "OUT is set high immediately"
+        self.gate = g
+
+    def clock(self):
+        m, M = self.mode, self.M
+        if m in (0, 4):
+            if self.reload:
+                self.ce, self.reload, self.running, self.hold = self.cr, False, True, False
+                self.strobed = False
+                if m == 4:
+                    self.out = True
+            elif self.running and self.gate and not self.hold:
+                self.ce = (self.ce - 1) % M
+                if m == 0:
+                    if self.ce == 0:
+                        self.out = True
+                else:
+                    self.out = not (self.ce == 0 and not self.strobed)
+                    self.strobed |= self.ce == 0
+        elif m in (1, 5):
+            if self.trigger:
+                self.ce, self.trigger, self.running = self.cr, False, True
+                self.strobed = False
+                if m == 1:
+                    self.out = False
+            elif self.running:
+                self.ce = (self.ce - 1) % M
+                if m == 1:
+                    if self.ce == 0:
+                        self.out = True
+                else:
+                    self.out = not (self.ce == 0 and not self.strobed)
+                    self.strobed |= self.ce == 0
+        elif m == 2:
+            if self.reload or self.trigger:
+                self.ce, self.reload, self.trigger, self.running = self.cr, False, False, True
+                self.out = True
+            elif self.running and self.gate:
+                if self.ce == 1:      # reload at the end of the period (new CR)
+                    self.ce, self.out = self.cr, True
+                else:
+                    self.ce -= 1
+                    if self.ce == 1:
+                        self.out = False
+        else:
+            if self.reload or self.trigger:
+                self.nload = self.cr
+                self.ce = self.cr & ~1
+                self.reload, self.trigger, self.running, self.out = False, False, True, True
+            elif self.running and self.gate:
+                odd_high = self.nload & 1 and self.out
+                if self.ce == 0 or (self.ce == 2 and not odd_high):
+                    # the half cycle is over: toggle, reload (odd: N-1)
+                    self.out = not self.out
+                    self.nload = self.cr
+                    self.ce = self.cr & ~1
+                else:
+                    self.ce -= 2
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_counter2_matches_clock_by_clock_reference(rig, seed):
+    rnd = random.Random(1000 + seed)
+    ref = RefCounter()
+    dev = rig.pit.counters[2]
+    rig.out(0x43, 0xB0)
+    ref.control(0, 3)
+    rig.out(0x61, 0)
+    for k in range(1, 2500):
+        rig.tick(k)
+        ref.clock()
+        t = ns_to_ticks(rig.now)
+        assert dev.out(t) == ref.out, (seed, k, ref.mode)
+        if ref.ce is not None:
+            assert dev.count(t) == ref.ce % 0x10000, (seed, k, ref.mode)
+        r = rnd.random()
+        if r < 0.01:
+            mode, rw = rnd.randrange(6), rnd.choice((1, 2, 3, 3, 3))
+            rig.out(0x43, 0x80 | rw << 4 | mode << 1)
+            ref.control(mode, rw)
+        elif r < 0.05:
+            if ref.rw == 2:
+                v = rnd.choice((0, 1))            # 256 or 65536
+            elif ref.rw == 1 or ref.wbyte is None:
+                v = rnd.randrange(2, 40)
+            else:
+                v = 0
+            rig.out(0x42, v)
+            ref.write(v)
+        elif r < 0.09:
+            g = not ref.gate
+            rig.gate2(g)
+            ref.set_gate(g)
+
+
+# --- with the PIC, as in the machine ---------------------------------------------------------
+def test_irq0_through_the_pic():
+    from emu.devices.pic import PICPair
+    now = [0]
+    clock = VirtualClock(lambda: now[0], ns_per_insn=1)
+    ports = PortBus()
+    phys = PhysMem(1 << 20)
+    holder = {}
+    bus = DeviceBus(ports, phys, DMA(phys), clock,
+                    irq=lambda line, level: holder["pic"].set_irq(line, level))
+    pic = holder["pic"] = PICPair(bus)
+    pit = PIT(bus)
+    for port, vals in ((0x20, (0x11, 0x08, 0x04, 0x01)), (0xA0, (0x11, 0x70, 0x02, 0x01))):
+        for i, v in enumerate(vals):
+            ports.write(port + (i > 0), 1, v)
+    ports.write(0x21, 1, 0xFE)
+    ports.write(0x43, 1, 0x34)
+    ports.write(0x40, 1, 1000 & 0xFF)
+    ports.write(0x40, 1, 1000 >> 8)
+
+    def advance(ns):
+        while (d := clock.next_deadline()) is not None and d <= ns:
+            now[0] = d
+            clock.fire_due()
+        now[0] = ns
+
+    taken = []
+    for k in range(1, 21):
+        advance(ticks_to_ns(1 + 1000 * k))
+        assert pic.pending()
+        taken.append(pic.acknowledge())
+        ports.write(0x20, 1, 0x20)
+        assert not pic.pending()
+    assert taken == [0x08] * 20
+    # a CPU with interrupts off for several periods sees one request, not many
+    advance(ticks_to_ns(1 + 1000 * 25) + 5)
+    assert pic.acknowledge() == 0x08
+    ports.write(0x20, 1, 0x20)
+    assert not pic.pending()
+    assert pit.irq0_edges == 25

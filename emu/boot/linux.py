@@ -160,7 +160,7 @@ def plan_bzimage(data, cmdline, initrd, e820):
     kernel = data[setup_size:]
     if version >= 0x0204:
         syssize = _u32(data, SYSSIZE) * 16
-        if syssize > len(kernel):
+        if syssize - 15 > len(kernel):      # paragraphs: the last one may be partial
             raise ValueError("truncated: the header says the protected-mode kernel is %d bytes, "
                              "the file has %d" % (syssize, len(kernel)))
     initrd_addr_max = _u32(data, INITRD_ADDR_MAX) if version >= 0x0203 else 0x37FFFFFF

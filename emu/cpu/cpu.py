@@ -49,6 +49,7 @@ class CPU:
         self.pending_vectors = []       # interrupts queued through the API (no PIC)
         self.event = True               # something to look at between blocks
         self.stop_on_fault = False      # API/tests: stop at a fault instead of delivering it
+        self.stop_requested = False
         self.last_fault = None
         self.icount = 0                 # instructions retired: the virtual clock
         self.counters = {"unimplemented": {}, "exceptions": {}, "interrupts": 0}
@@ -220,6 +221,12 @@ class CPU:
         if self.pending_vectors:
             return self.pending_vectors.pop(0)
         return self.irq.acknowledge()
+
+    def request_stop(self):
+        """Make run() return "stop" at the next block boundary (the machine's
+        devices ask for this: power-off, reset, a closed window)."""
+        self.stop_requested = True
+        self.event = True
 
     def raise_interrupt(self, vector):
         """Queue an external (maskable) interrupt with the given vector."""

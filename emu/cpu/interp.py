@@ -393,6 +393,9 @@ class Interpreter:
         cpu = self.cpu
         R = cpu.R
         cpu.event = False
+        if cpu.stop_requested:
+            cpu.stop_requested = False
+            return "stop"
         if cpu.nmi_pending and not R[INHIBIT_IRQ] and not R[NMI_BLOCKED]:
             cpu.nmi_pending = False
             R[HALTED] = 0

@@ -58,13 +58,17 @@ Block I/O, one request at a time, completed before the OUT returns::
 Kernel handoff::
 
     OUT 0x518, al      (any value, any size) the BIOS has finished POST and
-                       the machine boots the --kernel it was given:
-                       ``machine.boot_kernel()`` (emu/boot/) takes the CPU
-                       from here; when it returns the guest runs whatever
-                       state it set up.
-    IN  al, 0x518      status of the last handoff: 0 done (or none tried),
-                       1 this machine has no kernel loader or no kernel,
-                       2 the loader refused the kernel
+                       the machine boots the --kernel it was given: the
+                       device calls ``machine.boot_kernel()`` (emu/machine.py,
+                       emu/boot/).  The loader sets CS:EIP, so it must act at
+                       an instruction boundary: ``boot_kernel`` raises
+                       ``VMStop(kind="handoff")``, which leaves the OUT and
+                       the interpreter, and the machine's run loop enters
+                       the kernel.  Any VMStop passes through this device.
+    IN  al, 0x518      status of the last handoff: 0 none asked (or the
+                       loader returned: it takes the CPU later, the BIOS
+                       waits); 1 this machine has no kernel to boot (disk
+                       boot, or no loader); 2 the loader refused the kernel
 
 Unknown ports around these (0x512-0x513, 0x515-0x517, 0x519) are not
 claimed: they read all ones, as on any PC.
@@ -299,11 +303,10 @@ class FirmwareInterface:
         if boot is None or self.boot_mode == BOOT_DISK:
             self.handoff_status = HANDOFF_UNSUPPORTED
             return
+        self.handoff_status = HANDOFF_DONE
         try:
             boot()
         except VMStop:
-            raise                        # the loader's deliberate, reported stop
+            raise                        # the handoff itself, or a reported stop
         except Exception:
             self.handoff_status = HANDOFF_REFUSED
-            return
-        self.handoff_status = HANDOFF_DONE

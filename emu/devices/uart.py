@@ -381,6 +381,16 @@ class UART16550:
         else:
             self._update_irq()
 
+    def flush(self):
+        """The run is ending: hand whatever is still in the shift register and
+        the transmit FIFO to the backend now, in order (nothing written is lost)."""
+        if self.mcr & MCR_LOOP:
+            return
+        pending = ([self.tsr] if self.tsr is not None else []) + list(self.tx)
+        if pending:
+            self.counters["tx_bytes"] += len(pending)
+            self._backend_write(bytes(pending))
+
     def _backend_write(self, data):
         if self.backend is None:
             return

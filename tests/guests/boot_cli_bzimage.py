@@ -10,9 +10,11 @@ setup segment + 0x20, offset 0) and prints, to COM1 and to port 0xE9:
     LX cmd_line_ptr=XXXXXXXX
     LX cmdline=<the string at cmd_line_ptr>
     LX int12=<dec>K              (only with BIOS=1: INT 12h, low memory size)
+    LX e820 base=XXXXXXXXXXXXXXXX len=XXXXXXXXXXXXXXXX type=<dec>
+                                 (only with BIOS=1: one per INT 15h E820h entry)
     LX done
 
-then ``cli; hlt``.  The "protected-mode kernel" after the setup sectors is
+then ``cli; hlt`` once COM1 has sent everything.  The "protected-mode kernel" after the setup sectors is
 filler with a marker at its start, so that tests can find it in RAM.
 """
 from .multiboot_build import nasm
@@ -181,10 +183,52 @@ start:
     mov al, 'K'
     call putc
     call newline
+
+    xor ebx, ebx                ; the BIOS's memory map, INT 15h AX=E820h
+    mov bp, 64                  ; at most 64 entries
+.e820:
+    mov eax, 0xE820
+    mov edx, 0x534D4150
+    mov ecx, 20
+    mov di, e820_buf            ; ES = DS
+    int 0x15
+    jc .e820_end
+    cmp eax, 0x534D4150
+    jne .e820_end
+    mov si, s_e820
+    call puts
+    mov eax, [e820_buf + 4]
+    call hex32
+    mov eax, [e820_buf]
+    call hex32
+    mov si, s_e820_len
+    call puts
+    mov eax, [e820_buf + 12]
+    call hex32
+    mov eax, [e820_buf + 8]
+    call hex32
+    mov si, s_e820_type
+    call puts
+    mov eax, [e820_buf + 16]
+    call dec32
+    call newline
+    test ebx, ebx
+    jz .e820_end
+    dec bp
+    jnz .e820
+.e820_end:
 %endif
 
     mov si, s_done
     call puts
+    mov dx, 0x3FD               ; wait until COM1 has sent everything (LSR.TEMT), bounded
+    mov ecx, 1000000
+.drain:
+    in al, dx
+    test al, 0x40
+    jnz halt
+    dec ecx
+    jnz .drain
 halt:
     cli
     hlt
@@ -301,6 +345,10 @@ s_cmdptr:   db "LX cmd_line_ptr=", 0
 s_cmdline:  db "LX cmdline=", 0
 s_int12:    db "LX int12=", 0
 s_done:     db "LX done", 10, 0
+s_e820:     db "LX e820 base=", 0
+s_e820_len: db " len=", 0
+s_e820_type: db " type=", 0
+e820_buf:   times 20 db 0
 entry_flags: dw 0
 entry_sp:   dw 0
 entry_cs:   dw 0

@@ -125,6 +125,13 @@ startup_32:
     call newline
     mov esi, s_done
     call puts
+    mov dx, 0x3FD               ; wait until COM1 has sent everything (LSR.TEMT), bounded
+    mov ecx, 1000000
+.drain:
+    in al, dx
+    test al, 0x40
+    jnz .halt
+    loop .drain
 .halt:
     cli
     hlt
@@ -132,12 +139,24 @@ startup_32:
 
 putc:
     push edx
+    push ecx
+    push eax
+    mov dx, 0x3FD               ; COM1 ready for a byte (LSR.THRE), bounded
+    mov ecx, 100000
+.wait:
+    in al, dx
+    test al, 0x20
+    jnz .ready
+    loop .wait
+.ready:
+    pop eax
     push eax
     mov dx, 0x3F8
     out dx, al
     mov dx, 0xE9
     out dx, al
     pop eax
+    pop ecx
     pop edx
     ret
 

@@ -5,7 +5,7 @@ mem_lower/mem_upper, the memory map, the command line, the boot loader name,
 the modules), checks that its .bss arrived zeroed, reloads every segment
 register from the loader's GDT (a far jump to CS 0x10, data 0x18), prints
 each fact as one line to COM1 and to the debug port 0xE9, and ends with
-``cli; hlt``.  Lines (numbers in hex unless noted):
+``cli; hlt`` once COM1 has sent everything.  Lines (numbers in hex unless noted):
 
     MB magic ok
     MB flags=XXXXXXXX
@@ -219,9 +219,10 @@ start:
 finish:
     mov esi, s_done
     call puts
+    call drain
 %if SPIN
-.spin:
-    inc dword [spins]
+.spin:                          ; registers only: a store here would hit our own code page
+    inc eax
     jmp .spin
 %endif
     cli
@@ -248,6 +249,23 @@ putc:                           ; al = character
     out dx, al
     pop ecx
     pop edx
+    ret
+
+drain:                          ; wait until COM1 has sent everything (LSR.TEMT), bounded
+    push eax
+    push ecx
+    push edx
+    mov dx, 0x3FD
+    mov ecx, 1000000
+.wait:
+    in al, dx
+    test al, 0x40
+    jnz .done
+    loop .wait
+.done:
+    pop edx
+    pop ecx
+    pop eax
     ret
 
 puts:                           ; esi = NUL-terminated string
@@ -339,7 +357,6 @@ s_done:      db "MB done", 10, 0
 magic:       dd 0
 info:        dd 0
 bss_dirty:   db 0
-spins:       dd 0
 
     align 16
 image_end:
