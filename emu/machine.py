@@ -51,7 +51,7 @@ class MachineConfig:
     def __init__(self, memory_mb=128, bios="builtin", disks=(), floppy=None,
                  disk_writable=False, kernel=None, initrd=None, append="",
                  serial="none", display="none", realtime=False, ns_per_insn=10,
-                 trace=None):
+                 trace=None, rtc_start=None):
         if not 2 <= memory_mb <= MAX_RAM // MIB:
             raise ValueError("memory must be between 2 and %d MiB, not %d" % (MAX_RAM // MIB,
                                                                              memory_mb))
@@ -68,6 +68,9 @@ class MachineConfig:
         self.realtime = realtime
         self.ns_per_insn = ns_per_insn
         self.trace = trace
+        # RTC time at power-on: None = the host's clock now (what `date` in a guest
+        # should show); a fixed value (epoch seconds) makes runs reproducible.
+        self.rtc_start = rtc_start
 
 
 class RunResult:
@@ -87,9 +90,12 @@ class Machine:
         self.clock = VirtualClock(self.cpu.clock, cfg.ns_per_insn)
         self.dma = DMA(self.phys)
         self._stop_request = None
+        # A20 inputs at power-on: the i8042's output port has A20 set (as QEMU
+        # and most PCs start), port 92h bit 1 is clear.
+        self._a20_inputs = {"i8042": True, "port92": False}
         self.bus = DeviceBus(self.ports, self.phys, self.dma, self.clock,
                              irq=self._irq, stop=self._request_stop,
-                             a20=self.cpu.set_a20, reset_cpu=self._reset_request)
+                             reset_cpu=self._reset_request)
         self.devices = {}
         self._build_devices(serial_backend)
         self._load_firmware()
@@ -127,14 +133,17 @@ class Machine:
         pic.on_intr = self._intr_changed
         self.cpu.irq = pic
         d["pit"] = PIT(bus)
-        d["rtc"] = RTC(bus, ram_size=self.config.memory_mb * MIB)
+        d["rtc"] = rtc = RTC(bus, ram_size=self.config.memory_mb * MIB,
+                             start_time=self.config.rtc_start)
+        if self.config.floppy:
+            rtc.set_floppy(4)                 # 1.44 MB drive A:
         d["uart"] = uart = UART16550(bus, base=0x3F8, irq=4, backend=serial_backend)
         # Exact line timing would make a guest polling THRE at 9600 baud (Linux's
         # console default) spend ~100k instructions per character; like QEMU we
         # transmit fast: a character takes at most 1 us of virtual time.
         uart.max_char_ns = 1000
-        d["i8042"] = I8042(bus)
-        d["sysctrl"] = SystemControl(bus)
+        d["i8042"] = I8042(bus.with_a20(lambda on: self._a20("i8042", on)))
+        d["sysctrl"] = SystemControl(bus.with_a20(lambda on: self._a20("port92", on)))
         d["vga"] = VGA(bus)
         d["pci"] = PCIBus(bus)
         d["fwcfg"] = FirmwareInterface(bus, self)
@@ -161,6 +170,11 @@ class Machine:
     # --- device callbacks --------------------------------------------------------------
     def _irq(self, line, level):
         self.devices["pic"].set_irq(line, level)
+
+    def _a20(self, source, enabled):
+        """A20 is the OR of its inputs (the i8042's output port, port 92h)."""
+        self._a20_inputs[source] = bool(enabled)
+        self.cpu.set_a20(any(self._a20_inputs.values()))
 
     def _intr_changed(self):
         self.cpu.event = True

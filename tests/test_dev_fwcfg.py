@@ -313,32 +313,22 @@ def test_handoff_without_a_loader_reports_status_1():
     assert r.ports.read(0x518, 1) == 1
 
 
-def test_handoff_calls_boot_kernel(tmp_path):
+def test_handoff_calls_boot_kernel_at_the_next_boundary(tmp_path):
+    """The loader sets CS:EIP: not inside the OUT, but from the clock, which the
+    machine fires between CPU runs (at an instruction boundary)."""
     calls = []
     k = tmp_path / "bzImage"
     k.write_bytes(bytes(0x202) + b"HdrS" + bytes(100))
     r = Rig(MachineConfig(memory_mb=2, kernel=str(k)), boot_kernel=lambda: calls.append(1))
     assert r.item(0x0003, 2) == bytes([BOOT_LINUX, 0xFF])
     r.ports.write(0x518, 1, 0)
+    assert calls == [] and r.ports.read(0x518, 1) == 3          # pending
+    r.ports.write(0x518, 1, 0)                                   # a second write: no second call
+    assert r.clock.fire_due() == 1
     assert calls == [1] and r.ports.read(0x518, 1) == 0
 
 
-def test_handoff_vmstop_leaves_the_out_instruction(tmp_path):
-    """The machine's boot_kernel raises VMStop(kind="handoff") to get out of
-    the interpreter: the port bus and this device let it through."""
-    k = tmp_path / "k"
-    k.write_bytes(bytes(64))
-
-    def handoff():
-        raise VMStop("kernel handoff", kind="handoff")
-
-    r = Rig(MachineConfig(memory_mb=2, kernel=str(k)), boot_kernel=handoff)
-    with pytest.raises(VMStop) as e:
-        r.ports.write(0x518, 1, 0)
-    assert e.value.kind == "handoff"
-
-
-def test_handoff_failure_is_status_2(tmp_path):
+def test_handoff_failure_is_status_2_and_vmstop_passes(tmp_path):
     k = tmp_path / "k"
     k.write_bytes(bytes(64))
 
@@ -347,8 +337,28 @@ def test_handoff_failure_is_status_2(tmp_path):
 
     r = Rig(MachineConfig(memory_mb=2, kernel=str(k)), boot_kernel=refuse)
     r.ports.write(0x518, 1, 0)
+    r.clock.fire_due()
     assert r.ports.read(0x518, 1) == 2
-    assert r.ports.counters["handler_errors"] == 0
+
+    def stop():
+        raise VMStop("no kernel given")
+
+    r = Rig(MachineConfig(memory_mb=2, kernel=str(k)), boot_kernel=stop)
+    r.ports.write(0x518, 1, 0)
+    with pytest.raises(VMStop):
+        r.clock.fire_due()
+    assert r.ports.read(0x518, 1) == 2
+
+
+def test_reset_cancels_a_pending_handoff(tmp_path):
+    calls = []
+    k = tmp_path / "k"
+    k.write_bytes(bytes(64))
+    r = Rig(MachineConfig(memory_mb=2, kernel=str(k)), boot_kernel=lambda: calls.append(1))
+    r.ports.write(0x518, 1, 0)
+    r.fw.reset()
+    assert r.clock.fire_due() == 0 and calls == []
+    assert r.ports.read(0x518, 1) == 0
 
 
 def test_disk_boot_machine_ignores_handoff(tmp_path):

@@ -22,7 +22,8 @@ class DeviceBus:
     irq(line, level)   drive an ISA IRQ line (0-15) of the PIC pair: level
                        True/False; edge-triggered lines latch on the rising edge
     stop(reason, kind) end the run cleanly (power-off, reset request, ...)
-    a20(enabled)       the A20 gate (i8042 output port, port 92h)
+    a20(enabled)       this device's A20 input (i8042 output port, port 92h);
+                       the machine ORs the inputs
     reset_cpu()        a CPU reset request (i8042 0xFE, port 92h bit 0, CF9h)
     """
 
@@ -47,6 +48,14 @@ class DeviceBus:
     def a20(self, enabled):
         if self._a20 is not None:
             self._a20(enabled)
+
+    def with_a20(self, a20):
+        """The same bus with its own A20 input: the machine gives the i8042 and
+        port 92h one each and ORs them, as a PC's chipset does."""
+        import copy
+        b = copy.copy(self)
+        b._a20 = a20
+        return b
 
     def reset_cpu(self):
         if self._reset_cpu is not None:

@@ -58,17 +58,20 @@ Block I/O, one request at a time, completed before the OUT returns::
 Kernel handoff::
 
     OUT 0x518, al      (any value, any size) the BIOS has finished POST and
-                       the machine boots the --kernel it was given: the
-                       device calls ``machine.boot_kernel()`` (emu/machine.py,
-                       emu/boot/).  The loader sets CS:EIP, so it must act at
-                       an instruction boundary: ``boot_kernel`` raises
-                       ``VMStop(kind="handoff")``, which leaves the OUT and
-                       the interpreter, and the machine's run loop enters
-                       the kernel.  Any VMStop passes through this device.
-    IN  al, 0x518      status of the last handoff: 0 none asked (or the
-                       loader returned: it takes the CPU later, the BIOS
-                       waits); 1 this machine has no kernel to boot (disk
-                       boot, or no loader); 2 the loader refused the kernel
+                       the machine boots the --kernel it was given.  The
+                       loader (``machine.boot_kernel()``, emu/boot/) sets
+                       CS:EIP and the rest of the CPU state, so it must run
+                       at an instruction boundary, not inside the OUT (the
+                       interpreter would move EIP past the OUT afterwards):
+                       the device schedules it on the virtual clock for
+                       "now", and the machine's run loop fires it when the
+                       CPU returns, at the latest after one run quantum.
+    IN  al, 0x518      status of the handoff: 0 none asked, or done;
+                       1 this machine has no kernel to boot (disk boot, or
+                       no loader); 2 the loader refused the kernel (a
+                       VMStop it raises ends the run with its reason);
+                       3 pending: the BIOS spins on this port until the
+                       loader takes the CPU away from it
 
 Unknown ports around these (0x512-0x513, 0x515-0x517, 0x519) are not
 claimed: they read all ones, as on any PC.
@@ -99,7 +102,7 @@ DRIVE_ENTRY = struct.Struct("<QHHHH")
 OP_READ, OP_WRITE, OP_VERIFY = 1, 2, 3
 REQUEST = struct.Struct("<BBHQI")          # 16 bytes
 ST_OK, ST_BAD_REQUEST, ST_NOT_FOUND, ST_DMA, ST_HOST_IO = 0x00, 0x01, 0x04, 0x09, 0x20
-HANDOFF_DONE, HANDOFF_UNSUPPORTED, HANDOFF_REFUSED = 0, 1, 2
+HANDOFF_DONE, HANDOFF_UNSUPPORTED, HANDOFF_REFUSED, HANDOFF_PENDING = 0, 1, 2, 3
 
 MULTIBOOT_MAGIC = 0x1BADB002
 
@@ -216,6 +219,10 @@ class FirmwareInterface:
         }
 
     def reset(self):
+        timer = getattr(self, "_handoff_timer", None)
+        if timer is not None:
+            self.bus.clock.cancel(timer)
+        self._handoff_timer = None
         self.selector = 0
         self.offset = 0
         self.status = ST_OK
@@ -299,14 +306,25 @@ class FirmwareInterface:
 
     def _write_handoff(self, port, size, value):
         self.counters["handoffs"] += 1
+        if self.handoff_status == HANDOFF_PENDING:
+            return                       # already on its way
         boot = getattr(self.machine, "boot_kernel", None)
         if boot is None or self.boot_mode == BOOT_DISK:
             self.handoff_status = HANDOFF_UNSUPPORTED
             return
-        self.handoff_status = HANDOFF_DONE
+        self.handoff_status = HANDOFF_PENDING
+        clock = self.bus.clock
+        self._handoff_timer = clock.schedule(clock.now(), self._handoff)
+
+    def _handoff(self):
+        """From the clock, between instructions: the loader takes the CPU."""
+        self._handoff_timer = None
         try:
-            boot()
+            self.machine.boot_kernel()
         except VMStop:
-            raise                        # the handoff itself, or a reported stop
+            self.handoff_status = HANDOFF_REFUSED
+            raise                        # the loader's deliberate, reported stop
         except Exception:
             self.handoff_status = HANDOFF_REFUSED
+            return
+        self.handoff_status = HANDOFF_DONE

@@ -59,7 +59,15 @@ def _to_bcd(n):
 
 
 class Counter:
-    """One of the three 8254 counters; every method takes the current tick."""
+    """One of the three 8254 counters; every method takes the current tick t.
+
+    While counting, the counter's position is e = t - load: the clocks since
+    its count element (CE) was loaded with n (negative during the clock
+    between a count write and the load, when the CE still shows ``ce_hold``
+    and OUT ``out_hold``).  Count and OUT are functions of e and the mode.
+    GATE low freezes e (``paused``); a mode 2/3 count written mid-cycle waits
+    in ``pend`` for its boundary and is committed lazily when time passes it.
+    """
 
     def __init__(self, index, gate):
         self.index = index
@@ -67,7 +75,7 @@ class Counter:
         self.reset()
 
     def reset(self):
-        self.ctrl = 0x36 & 0x3F   # lo/hi, mode 3, binary (what a BIOS programs)
+        self.ctrl = 0x36          # lo/hi, mode 3, binary (what a BIOS programs)
         self.rw = 3
         self.mode = 3
         self.bcd = False

@@ -43,7 +43,8 @@ REG_A, REG_B, REG_C, REG_D = 0x0A, 0x0B, 0x0C, 0x0D
 CENTURY = 0x32
 
 A_UIP = 0x80
-B_SET, B_PIE, B_AIE, B_UIE, B_SQWE, B_DM, B_24H, B_DSE = 0x80, 0x40, 0x20, 0x10, 0x08, 0x04, 0x02, 0x01
+B_SET, B_PIE, B_AIE, B_UIE = 0x80, 0x40, 0x20, 0x10
+B_SQWE, B_DM, B_24H, B_DSE = 0x08, 0x04, 0x02, 0x01
 C_IRQF, C_PF, C_AF, C_UF = 0x80, 0x40, 0x20, 0x10
 
 # PC CMOS layout (IBM AT and successors).
@@ -411,7 +412,9 @@ class RTC:
 
     # --- for tests and the debugger ------------------------------------------------------
     def datetime(self):
-        """The clock registers as a datetime (after bringing them up to date)."""
+        """The clock registers as a datetime (after bringing them up to date);
+        fields the guest made invalid read as their lowest legal value, and a
+        year 0 (century and year registers both zero) raises ValueError."""
         self._advance(self.clock.now())
         days, sod, _ = self._decoded()
         y, m, d = civil_from_days(days)

@@ -189,3 +189,64 @@ def tagged_lines(text, tag):
         if line.startswith(tag + ": "):
             out.append(line[len(tag) + 2:])
     return out
+
+
+# A boot sector that prints ``text`` and the boot drive (DL) in hex through
+# INT 10h, waits until COM1 has sent it, and halts with interrupts off.
+TINY = r"""
+bits 16
+org 0x7C00
+    jmp 0x0000:entry
+entry:
+    xor ax, ax
+    mov ds, ax
+    mov ss, ax
+    mov sp, 0x7C00
+    mov [drive], dl
+    mov si, text
+.print:
+    lodsb
+    test al, al
+    jz .hex
+    mov ah, 0x0E
+    mov bx, 0x0007
+    int 0x10
+    jmp .print
+.hex:
+    mov cl, 4
+.digit:
+    mov al, [drive]
+    shr al, cl
+    and al, 0x0F
+    add al, '0'
+    cmp al, '9'
+    jbe .out
+    add al, 7
+.out:
+    mov ah, 0x0E
+    mov bx, 0x0007
+    int 0x10
+    sub cl, 4
+    jnc .digit
+    mov ax, 0x0E0D
+    int 0x10
+    mov ax, 0x0E0A
+    int 0x10
+    mov dx, 0x3FD
+.drain:
+    in al, dx
+    test al, 0x40
+    jz .drain
+    cli
+    hlt
+drive: db 0
+text: db TEXT, 0
+    times 510 - ($ - $$) db 0
+    dw 0xAA55
+"""
+
+
+def tiny_boot_sector(text):
+    """512 bytes that print ``text`` followed by the boot drive in hex."""
+    assert '"' not in text
+    return assemble('%%define TEXT "%s"\n' % text + TINY)

@@ -7,11 +7,12 @@ an unsupported function), INT 1Ah (ticks, RTC time and date, the midnight
 rollover of the tick count, the PCI BIOS),
 INT 13h (drive types, an absent drive, status, EDD check and parameters, a
 write read back through EDD, verify, a buffer in ROM, invalid CHS), INT 10h
-(mode, EGA info, display combination; cursor, write char/attribute, read,
-write string on page 1).  Then it prints ``KBD: ready`` and reads five keys
+(mode, EGA info, display combination; cursor, write char/attribute and
+char only, read, write string on page 1), and an IRQ that no handler serves.  Then it prints ``KBD: ready`` and reads five keys
 with INT 16h (the test types them), peeks, reads the shift state, stores a
-key with AH=05h and reads it back.  It ends by showing page 1, scrolling a
-window of it, and writing ``END`` straight to COM1 before halting.
+key with AH=05h and reads it back.  It ends by showing page 1, scrolling
+windows of it up, down and clear, and writing ``END`` straight to COM1
+before halting.
 """
 from tests.guests.boot_common import SECTOR, STAGE1, assemble
 
@@ -595,6 +596,63 @@ stage2:
     pop ax
     call hex16
     call crlf
+    mov ax, 0x1300              ; "Down" at 10,0 and "Gone" at 20,0, cursor stays
+    mov bx, 0x0107
+    mov cx, 4
+    mov dx, 0x0A00
+    mov bp, text_down
+    int 0x10
+    mov ax, 0x1300
+    mov bx, 0x0107
+    mov cx, 4
+    mov dx, 0x1400
+    mov bp, text_gone
+    int 0x10
+    call crlf
+    mov ah, 0x02                ; AH=0Ah: two 'Q' at 14,0, attributes kept
+    mov bh, 1
+    mov dx, 0x0E00
+    int 0x10
+    mov ax, 0x0A51
+    mov bx, 0x01F0
+    mov cx, 2
+    int 0x10
+
+    ; ---------------------------------------------------------------- an IRQ nobody serves
+    ; COM1's transmitter interrupt, unmasked at the PIC: the BIOS's handler
+    ; masks the line again and sends EOI.
+    cli
+    in al, 0x21
+    mov [scratch], al
+    and al, 0xEF
+    out 0x21, al
+    mov dx, 0x3FC
+    mov al, 0x0B                ; DTR, RTS, OUT2 (the IRQ gate)
+    out dx, al
+    mov dx, 0x3F9
+    mov al, 0x02                ; THR empty interrupt
+    out dx, al
+    sti
+    hlt                         ; IRQ 4 comes at once
+    cli
+    in al, 0x21
+    mov [scratch + 1], al
+    mov dx, 0x3F9
+    xor al, al
+    out dx, al
+    mov dx, 0x3FC
+    mov al, 0x03
+    out dx, al
+    mov al, [scratch]
+    out 0x21, al
+    sti
+    SAY "IRQ4"
+    mov al, [scratch]
+    call hex8
+    SP_
+    mov al, [scratch + 1]
+    call hex8
+    call crlf
 
     ; ---------------------------------------------------------------- INT 16h
     SAY "KBD"
@@ -667,6 +725,16 @@ stage2:
     mov cx, 0x0500
     mov dx, 0x074F
     int 0x10
+    mov ax, 0x0701              ; rows 10-12 down by one, blank line attribute 2Eh
+    mov bh, 0x2E
+    mov cx, 0x0A00
+    mov dx, 0x0C4F
+    int 0x10
+    mov ax, 0x0600              ; rows 20-21 cleared with attribute 5Ah
+    mov bh, 0x5A
+    mov cx, 0x1400
+    mov dx, 0x154F
+    int 0x10
 
     mov si, msg_end             ; straight to COM1, then stop
 .end_char:
@@ -696,6 +764,8 @@ msg_end:   db "END", 13, 10, 0
 page1_string: db "Write string"
 page1_string_len equ $ - page1_string
 cells:     db "A", 0x2F, "B", 0x3F
+text_down: db "Down"
+text_gone: db "Gone"
 align 4
 dap:
     db 0x10, 0
