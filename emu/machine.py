@@ -88,6 +88,7 @@ class Machine:
         self.ports = PortBus()
         self.cpu = CPU(phys=self.phys, ports=self.ports)
         self.clock = VirtualClock(self.cpu.clock, cfg.ns_per_insn)
+        self.clock.on_earlier = self.cpu.request_stop
         self.dma = DMA(self.phys)
         self._stop_request = None
         # A20 inputs at power-on: the i8042's output port has A20 set (as QEMU
@@ -133,10 +134,8 @@ class Machine:
         pic.on_intr = self._intr_changed
         self.cpu.irq = pic
         d["pit"] = PIT(bus)
-        d["rtc"] = rtc = RTC(bus, ram_size=self.config.memory_mb * MIB,
+        d["rtc"] = RTC(bus, ram_size=self.config.memory_mb * MIB,
                              start_time=self.config.rtc_start)
-        if self.config.floppy:
-            rtc.set_floppy(4)                 # 1.44 MB drive A:
         d["uart"] = uart = UART16550(bus, base=0x3F8, irq=4, backend=serial_backend)
         # Exact line timing would make a guest polling THRE at 9600 baud (Linux's
         # console default) spend ~100k instructions per character; like QEMU we
@@ -201,6 +200,7 @@ class Machine:
 
     def reset(self):
         """Power-on reset of the CPU and every device."""
+        self._a20_inputs = {"i8042": True, "port92": False}
         self.cpu.reset()
         for dev in self.devices.values():
             r = getattr(dev, "reset", None)
@@ -245,7 +245,11 @@ class Machine:
                 deadline = clock.next_deadline()
                 if deadline is not None:
                     budget = max(1, min(budget, clock.insns_until(deadline)))
-                why = cpu.run(budget)
+                clock.slice_end = clock.now() + budget * clock.ns_per_insn
+                try:
+                    why = cpu.run(budget)
+                finally:
+                    clock.slice_end = None
                 clock.fire_due()
                 if why == "hlt":
                     if not (R[S.EFLAGS] & IF) and not cpu.nmi_pending:

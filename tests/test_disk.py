@@ -104,7 +104,8 @@ def test_read_by_lba(tmp_path):
     d = DiskImage(make(tmp_path, 64 * SECTOR))
     data = d.read(5, 3)
     assert len(data) == 3 * SECTOR
-    assert [int.from_bytes(data[i * SECTOR:i * SECTOR + 4], "little") for i in range(3)] == [5, 6, 7]
+    numbers = [int.from_bytes(data[i * SECTOR:i * SECTOR + 4], "little") for i in range(3)]
+    assert numbers == [5, 6, 7]
     assert d.read(63, 1)[:4] == (63).to_bytes(4, "little")
     assert d.read(10, 0) == b""
 

@@ -12,8 +12,8 @@ import pytest
 from emu.firmware import build_builtin
 from emu.frontend.serial_backends import BufferBackend
 from emu.machine import EXIT_OK, Machine, MachineConfig
-from tests.guests import boot_hello, boot_services
-from tests.guests.boot_common import tagged_lines
+from tests.guests import boot_hello, boot_resume, boot_services
+from tests.guests.boot_common import tagged_lines, tiny_boot_sector
 
 BANNER = ["emu BIOS (firmware/bios.asm)"]
 POST_CODES = list(range(0x01, 0x0E))
@@ -116,13 +116,40 @@ def test_no_disks_means_int18_message_and_halt(tmp_path):
 def test_boot_order_skips_a_floppy_without_signature(tmp_path):
     flp = tmp_path / "blank.flp"
     flp.write_bytes(bytes(1474560))
-    hd = boot_hello.write_image(tmp_path / "hello.img", "hd")
-    m, res, out = boot(MachineConfig(memory_mb=32, disks=[hd], floppy=str(flp)))
+    hd = tmp_path / "tiny.img"
+    hd.write_bytes(tiny_boot_sector("TINY: booted from ") + bytes(1 << 20))
+    m, res, out = boot(MachineConfig(memory_mb=32, disks=[str(hd)], floppy=str(flp)))
     assert res.code == EXIT_OK
-    lines = out.split("\n")
-    assert lines[2:5] == ["Booting from floppy... not bootable",
-                          "Booting from hard disk...",
-                          "HELLO: boot sector running, drive 80"]
+    assert out.split("\n")[2:] == ["Booting from floppy... not bootable",
+                                   "Booting from hard disk...",
+                                   "TINY: booted from 80", ""]
+
+
+def test_boot_drive_from_the_firmware_interface_goes_first(tmp_path):
+    """Both drives bootable: the default order takes the floppy; a machine
+    whose config names drive 80h as the boot drive boots the hard disk."""
+    flp = tmp_path / "tiny.flp"
+    flp.write_bytes(tiny_boot_sector("TINY: booted from ") + bytes(1474560 - 512))
+    hd = tmp_path / "tiny.img"
+    hd.write_bytes(tiny_boot_sector("TINY: booted from ") + bytes(1 << 20))
+    cfg = MachineConfig(memory_mb=16, disks=[str(hd)], floppy=str(flp))
+    m, res, out = boot(cfg)
+    assert tagged_lines(out, "TINY") == ["booted from 00"]
+    cfg = MachineConfig(memory_mb=16, disks=[str(hd)], floppy=str(flp))
+    cfg.boot_drive = 0x80
+    m, res, out = boot(cfg)
+    assert tagged_lines(out, "TINY") == ["booted from 80"]
+    assert "floppy" not in out
+
+
+def test_cmos_shutdown_code_0a_resumes_after_a_cpu_reset(tmp_path):
+    hd = tmp_path / "resume.img"
+    hd.write_bytes(boot_resume.build_image())
+    m, res, out = boot(MachineConfig(memory_mb=16, disks=[str(hd)]))
+    assert res.code == EXIT_OK, res.reason
+    assert tagged_lines(out, "RESUME") == ["first", "back"]
+    assert out.count(BANNER[0]) == 1                 # no second POST
+    assert m.devices["rtc"].cmos[0x0F] == 0          # the code is used once
 
 
 def test_unbootable_disk_alone(tmp_path):
@@ -253,6 +280,7 @@ def test_int10_services(services):
     assert one(out, "DCC") == "1A 0008"
     assert one(out, "PAGE1") == "050A 1E58"          # cursor kept; 'X' with attribute 1Eh
     assert one(out, "STRING") == "060C"
+    assert one(out, "IRQ4") == "F8 F8"               # unmasked, then masked by the BIOS
     text = bytes(m.devices["vga"].text_memory)
     page1 = text[0x1000:0x2000]
     vga = m.devices["vga"]
@@ -265,6 +293,12 @@ def test_int10_services(services):
     assert row(6)[:4] == b"A\x2fB\x3f"               # AH=13h with attributes in the string
     assert row(7) == b" \x1f" * 80
     assert row(8) == b" \x07" * 80
+    # AH=07h moved "Down" from row 10 to 11 and blanked row 10 with 2Eh
+    assert screen[10] == "" and screen[11] == "Down"
+    assert row(10) == b" \x2e" * 80 and row(12) == b" \x07" * 80
+    # AH=0Ah wrote characters only; AH=06h with AL=0 cleared rows 20-21 ("Gone")
+    assert row(14)[:6] == b"Q\x07Q\x07 \x07"
+    assert row(20) == row(21) == b" \x5a" * 80 and row(22) == b" \x07" * 80
 
 
 def test_int16_keyboard(services):

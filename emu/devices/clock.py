@@ -31,6 +31,12 @@ class VirtualClock:
         self._heap = []
         self._seq = itertools.count()
         self._live = {}                   # handle -> entry (for cancel)
+        # While the CPU runs a slice computed from the next deadline, the machine
+        # sets ``slice_end`` to that deadline and ``on_earlier`` to a callback
+        # that ends the slice: a device scheduling something sooner (a UART
+        # transmit, the kernel handoff) is then served on time.
+        self.slice_end = None
+        self.on_earlier = None
 
     # --- reading time -------------------------------------------------------
     def now(self):
@@ -56,6 +62,9 @@ class VirtualClock:
         entry = [int(when_ns), h, callback]
         self._live[h] = entry
         heapq.heappush(self._heap, entry)
+        if self.slice_end is not None and entry[0] < self.slice_end and self.on_earlier:
+            self.slice_end = None
+            self.on_earlier()
         return h
 
     def cancel(self, handle):

@@ -238,3 +238,11 @@ def write_image(path, kind="hd"):
     with open(path, "wb") as f:
         f.write(build_image(kind))
     return str(path)
+
+
+if __name__ == "__main__":
+    # python -m tests.guests.boot_hello OUT.img [hd|floppy]: an image for `emu run`
+    import sys
+    if len(sys.argv) not in (2, 3) or (sys.argv[2:] and sys.argv[2] not in CHS_SECTOR):
+        sys.exit("usage: python -m tests.guests.boot_hello OUT.img [hd|floppy]")
+    print(write_image(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else "hd"))

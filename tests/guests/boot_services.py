@@ -2,17 +2,21 @@
 what they return, for tests to compare with the machine's configuration.
 
 Booted from a hard disk (``build_image``), it prints ``TAG: values`` lines
-(hex) through INT 10h: INT 11h/12h, INT 15h (E801h, 88h, C0h, A20, 86h wait,
-an unsupported function), INT 1Ah (ticks, RTC time and date, the midnight
-rollover of the tick count, the PCI BIOS),
-INT 13h (drive types, an absent drive, status, EDD check and parameters, a
-write read back through EDD, verify, a buffer in ROM, invalid CHS), INT 10h
-(mode, EGA info, display combination; cursor, write char/attribute and
-char only, read, write string on page 1), and an IRQ that no handler serves.  Then it prints ``KBD: ready`` and reads five keys
-with INT 16h (the test types them), peeks, reads the shift state, stores a
-key with AH=05h and reads it back.  It ends by showing page 1, scrolling
-windows of it up, down and clear, and writing ``END`` straight to COM1
-before halting.
+(hex) through INT 10h:
+
+* INT 11h/12h; INT 15h (E801h, 88h, C0h, A20, 86h wait, an unsupported
+  function); INT 1Ah (ticks, RTC time and date, the midnight rollover of the
+  tick count, the PCI BIOS);
+* INT 13h (drive types, an absent drive, status, EDD check and parameters,
+  a write read back through EDD, verify, a buffer in ROM, invalid CHS);
+* INT 10h (mode, EGA info, display combination; cursor, write
+  char/attribute and char only, read, write string on page 1), and an IRQ
+  that no handler serves;
+* then ``KBD: ready``, and INT 16h: five keys (the test types them), a
+  peek, the shift state, a key stored with AH=05h and read back.
+
+It ends by showing page 1, scrolling windows of it up, down and clear, and
+writing ``END`` straight to COM1 before halting.
 """
 from tests.guests.boot_common import SECTOR, STAGE1, assemble
 
