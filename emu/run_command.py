@@ -130,6 +130,10 @@ def add_parser(subparsers):
     g.add_argument("--trace-max-mb", type=_count, default=None, metavar="MB",
                    help="with --trace: stop tracing when the file reaches this size "
                         "(default 64)")
+    g.add_argument("--screenshot", metavar="PNG",
+                   help="when the run ends, save the VGA screen as a PNG image")
+    g.add_argument("--screen-text", metavar="FILE",
+                   help="when the run ends, write the VGA text screen to FILE ('-': stderr)")
     g.add_argument("--stats", action="store_true",
                    help="print counters at exit: instructions, MIPS, MMU, exceptions, "
                         "interrupts, unhandled ports")
@@ -348,9 +352,31 @@ def cmd_run(args):
         _say("the trace in %s was cut at %d MiB" % (args.trace, args.trace_max_mb or 64))
     if args.stats:
         _stats(machine, result)
+    _save_screen(machine, args)
     if code != EXIT_OK:
         _print_tail(backend)
     return code
+
+
+def _save_screen(machine, args):
+    """--screenshot / --screen-text: the VGA screen as the run left it."""
+    from .frontend.screenshot import save_png
+    vga = machine.devices["vga"]
+    if args.screenshot:
+        try:
+            save_png(vga, args.screenshot)
+        except OSError as e:
+            _say("--screenshot %s: %s" % (args.screenshot, e.strerror or e))
+    if args.screen_text:
+        text = vga.text()
+        if args.screen_text == "-":
+            print(text, file=sys.stderr)
+        else:
+            try:
+                with open(args.screen_text, "w") as f:
+                    f.write(text + "\n")
+            except OSError as e:
+                _say("--screen-text %s: %s" % (args.screen_text, e.strerror or e))
 
 
 def _print_tail(backend):
