@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # emu's entry point: sets up its own environment on first use, then runs.
-#   ./emu.sh run [args]      boot the default guest (the demonstration kernel)
+#   ./emu.sh run [args]      boot the default guest (the demonstration kernel; `emu run` options)
 #   ./emu.sh test [args]     the test suite (what CI runs)
 #   ./emu.sh test-slow       the long tests (marked slow)
 #   ./emu.sh coverage        opcode rows exercised by the differential tests
@@ -42,14 +42,18 @@ ensure_env() {
     fi
     echo "emu.sh: installing emu and its dependencies into .venv (first run)" >&2
     "$py" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    "$py" -m pip install -q -e ".[test,bench,display]"
+    if ! "$py" -m pip install -q -e ".[test,bench,display]" >"$venv/pip.log" 2>&1; then
+        cat "$venv/pip.log" >&2
+        echo "emu.sh: installing the Python dependencies failed (log above)" >&2
+        exit 1
+    fi
     touch "$stamp"
 }
 
 cmd="${1:-run}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-    run)       ensure_env; exec "$py" -m emu.cli demo "$@" ;;
+    run)       ensure_env; exec "$py" -m emu.cli boot demo "$@" ;;
     test)      ensure_env; exec "$py" -m pytest -q -p no:cacheprovider "$@" ;;
     test-slow) ensure_env; exec "$py" -m pytest -q -p no:cacheprovider -m slow "$@" ;;
     coverage)  ensure_env; exec "$py" -m emu.cli coverage "$@" ;;

@@ -1,6 +1,7 @@
 """The `emu` command.
 
   emu run       a PC: our BIOS, devices, disks, kernels (see `emu run --help`)
+  emu boot demo the demonstration kernel (guests/demo_kernel.asm) on that PC
   emu demo      the bare-CPU demonstration (emu/guests/demo.py): no devices, no
                 BIOS; real mode -> protected mode -> paging -> interrupts, its
                 debug-port output on stdout, counters on stderr.
@@ -89,6 +90,19 @@ def cmd_demo(args):
     return EXIT_OK if reason == "hlt" else EXIT_TIMEOUT
 
 
+def cmd_boot(args, extra):
+    """`emu boot demo [run options]`: build a bundled guest, then `emu run` it."""
+    from .guests import demo_kernel
+    try:
+        kernel = demo_kernel.build()
+    except demo_kernel.BuildError as e:
+        print("emu: %s" % e, file=sys.stderr)
+        return EXIT_ERROR
+    # the demo's tick count is meant to be watched: pace it to the wall clock
+    return main(["run", "--kernel", kernel, "--serial", "stdio", "--display", "none",
+                 "--realtime"] + list(extra))
+
+
 def cmd_coverage(args):
     from .coverage import report
     return report(args.file, verbose=args.verbose)
@@ -107,12 +121,20 @@ def main(argv=None):
                    help="instructions between timer interrupts (default 20000)")
     d.add_argument("--stats", action="store_true")
     d.set_defaults(fn=cmd_demo)
+    b = sub.add_parser("boot", help="boot a guest that ships with emu: 'demo' (the "
+                       "demonstration kernel); any `emu run` option may follow")
+    b.add_argument("guest", choices=("demo",))
+    b.set_defaults(fn=None)
     c = sub.add_parser("coverage", help="opcode rows exercised by the differential tests")
     c.add_argument("--file", default=".opcode-coverage.json")
     c.add_argument("--verbose", "-v", action="store_true")
     c.set_defaults(fn=cmd_coverage)
-    args = p.parse_args(argv)
-    if getattr(args, "memory", 16) <= 0:
+    args, extra = p.parse_known_args(argv)
+    if args.cmd == "boot":
+        return cmd_boot(args, extra)
+    if extra:
+        p.error("unrecognized arguments: %s" % " ".join(extra))
+    if args.cmd == "demo" and args.memory <= 0:
         p.error("--memory must be positive")
     try:
         return args.fn(args)

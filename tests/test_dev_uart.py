@@ -648,3 +648,17 @@ def test_a_real_mode_guest_talks_through_the_uart():
             break
     assert stop.reason == "hlt"
     assert be.output == b"OK\r\n!"
+
+
+def test_flush_hands_pending_bytes_over_once():
+    """Machine.run() flushes the UART when it returns; running again must not
+    send the same bytes twice."""
+    from emu.frontend.serial_backends import BufferBackend
+    from emu.guests import demo_kernel
+    from emu.machine import Machine, MachineConfig
+    out = BufferBackend()
+    m = Machine(MachineConfig(memory_mb=8, kernel=demo_kernel.build()), serial_backend=out)
+    while m.run(max_instructions=97).code == 4:
+        pass
+    text = bytes(out.output).decode("latin-1")
+    assert text.startswith("emu BIOS") and "eemmuu" not in text

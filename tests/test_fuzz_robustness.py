@@ -42,7 +42,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from emu.api import Emu, Stop
 from emu.cpu import state as S
@@ -73,7 +73,7 @@ REASONS = {"count", "until", "hlt", "exception", "vmstop"}
 BUDGET = 200                    # instructions per program
 CHUNK = 40                      # audit between chunks of this many instructions
 
-FAST = settings(max_examples=150, deadline=None, derandomize=False,
+FAST = settings(max_examples=400, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SLOW = settings(max_examples=3000, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -182,7 +182,7 @@ def _check_stop(st_, emu):
     assert errs == [], errs
 
 
-EXAMPLE_LIMIT = 10.0            # seconds: far beyond any legitimate program here
+EXAMPLE_LIMIT = 5.0             # seconds: far beyond any legitimate program here
 
 
 def run_program(emu, until, budget=BUDGET):
@@ -261,7 +261,7 @@ def fuzz_prot(code, regs, deliver, seed, cpl3):
 # ---------------------------------------------------------------------------
 def _real_case():
     return dict(code=code_bytes, regs=regs_strategy(REAL_PTRS, 0xFF00),
-                deliver=st.booleans(), seed=st.integers(0, 2**32 - 1))
+                seed=st.integers(0, 2**32 - 1))
 
 
 def _prot_case():
@@ -269,10 +269,28 @@ def _prot_case():
                 deliver=st.booleans(), seed=st.integers(0, 2**32 - 1))
 
 
+# A real-mode exception storm found by test_random_code_real_mode_deliver: the
+# LOCK-prefixed JO raises #UD, and the random IVT handlers fault on their first
+# instruction, forever (see test_exception_storm_is_bounded_by_the_instruction_budget).
+STORM = dict(code=bytes.fromhex("0f800000d70fc7cb"), seed=408320,
+             regs=dict(eax=0, ecx=0, edx=0, ebx=0, esp=0xFF00, ebp=0, esi=0, edi=0, eflags=2))
+STORM_BUG = ("bug: exception storm - run(count=N) never returns when handlers fault "
+             "on their first instruction (emu/cpu/interp.py charges only retired "
+             "instructions to the budget)")
+
+
 @FAST
 @given(**_real_case())
-def test_random_code_real_mode(code, regs, deliver, seed):
-    fuzz_real(code, regs, deliver, seed)
+def test_random_code_real_mode_stop(code, regs, seed):
+    fuzz_real(code, regs, False, seed)
+
+
+@pytest.mark.xfail(strict=True, raises=_Timeout, reason=STORM_BUG)
+@FAST
+@example(**STORM)
+@given(**_real_case())
+def test_random_code_real_mode_deliver(code, regs, seed):
+    fuzz_real(code, regs, True, seed)
 
 
 @FAST
@@ -290,8 +308,17 @@ def test_random_code_protected_cpl0(code, regs, deliver, seed):
 @pytest.mark.slow
 @SLOW
 @given(**_real_case())
-def test_random_code_real_mode_long(code, regs, deliver, seed):
-    fuzz_real(code, regs, deliver, seed)
+def test_random_code_real_mode_stop_long(code, regs, seed):
+    fuzz_real(code, regs, False, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=_Timeout, reason=STORM_BUG)
+@SLOW
+@example(**STORM)
+@given(**_real_case())
+def test_random_code_real_mode_deliver_long(code, regs, seed):
+    fuzz_real(code, regs, True, seed)
 
 
 @pytest.mark.slow
@@ -527,7 +554,7 @@ def _tables():
     return pds, pts
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables=st.tuples(*_tables()), ops=st.lists(access_op(), min_size=10, max_size=40))
 def test_random_tables_against_model(tables, ops):
     model_run(tables[0], tables[1], ops)

@@ -963,3 +963,43 @@ def test_cr3_low_bits_are_not_part_of_the_directory_address(low):
     ro, re_ = check_same(P, code, mem=[(D0, u32(0x0BADCAFE))], count=None)
     assert re_.ebx == 0x0BADCAFE and re_.cr3 == P.pd_phys | low
     assert re_.emu.mmu.audit() == []
+
+
+def test_code_page_used_as_a_page_table():
+    """PDE 4 points at the running code's own frame, so the program's bytes
+    are PTEs: the guest writes a PTE into its code page, uses it, rewrites it
+    through a writable alias of that frame (no INVLPG) and patches its next
+    instruction through the same alias.  The frame is both a page table
+    (WATCH_PT) and decoded code (WATCH_CODE): every store must reach both."""
+    b = Box(P)
+    slot = 0x200                                   # PTE index 0x200 = code byte 0x800
+    via = 0x01000000 + (slot << 12)
+    head = [
+        "mov dword ptr [%#x], %#x" % (b.pde_lin(0x01000000), P.code_phys | URW),
+        "mov dword ptr [%#x], %#x" % (P.code_lin + 4 * slot, F0 | URW),
+        "mov eax, [%#x]" % via,
+    ]
+    tail = [
+        "mov dword ptr [%#x], %#x" % (b.pte_lin(HOLE), P.code_phys | SRW),
+        "mov dword ptr [%#x], %#x" % (HOLE + 4 * slot, F1 | URW),
+        "mov ebx, [%#x]" % via,
+        "mov byte ptr [%#x], 0x42" % (HOLE + 0x7FF),    # placeholder: patched below
+        "mov ecx, 0x11111111",
+    ]
+    probe = Box(P)
+    probe.load_lines(head + tail)
+    tail[3] = "mov byte ptr [%#x], 0x42" % (HOLE + probe.addrs[7] + 1 - P.code_lin)
+    ro, re_ = check_same(P, "\n".join(head), mem=SELF_MEM, count=None)
+    assert re_.eax == 0xA0A0A0A0
+
+    def setup(box):
+        for l_, data in SELF_MEM:
+            box.write_lin(l_, data)
+    box, faults = both_ways(make_box(head + tail, setup))
+    assert faults == []
+    r = box.regs()
+    assert (r["eax"], r["ebx"], r["ecx"]) == (0xA0A0A0A0, 0xB1B1B1B1, 0x11111142)
+    box.assert_ram_changes(box.before, allowed=[code_range(box)], exact={
+        P.code_phys + 4 * slot: u32(F1 | URW | PTE_A),
+        box.pde_phys(0x01000000): u32(P.code_phys | URW | PTE_A),
+        box.pte_phys(HOLE): u32(P.code_phys | SRW | PTE_A | PTE_D)})

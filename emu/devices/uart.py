@@ -387,9 +387,18 @@ class UART16550:
         if self.mcr & MCR_LOOP:
             return
         pending = ([self.tsr] if self.tsr is not None else []) + list(self.tx)
-        if pending:
-            self.counters["tx_bytes"] += len(pending)
-            self._backend_write(bytes(pending))
+        if not pending:
+            return
+        # they are sent now: the transmitter is empty, as if the time had passed
+        if self._tx_timer is not None:
+            self.clock.cancel(self._tx_timer)
+            self._tx_timer = None
+        self.tsr = None
+        self.tx.clear()
+        self.thre_pending = True
+        self.counters["tx_bytes"] += len(pending)
+        self._backend_write(bytes(pending))
+        self._update_irq()
 
     def _backend_write(self, data):
         if self.backend is None:
