@@ -157,9 +157,15 @@ class Machine:
                          "(%d bytes)" % (BIOS_MAX >> 10, len(image)))
         low = image[-BIOS_LOW_MAX:]
         low_base = 0x100000 - len(low)
-        if low_base > OPTROM_BASE:
-            self.phys.add_rom(OPTROM_BASE, bytes(low_base - OPTROM_BASE), name="option-roms")
-        self.phys.add_rom(low_base, low, name="bios")
+        if self.config.bios in (None, "builtin", "emu"):
+            if low_base > OPTROM_BASE:
+                self.phys.add_rom(OPTROM_BASE, bytes(low_base - OPTROM_BASE), name="option-roms")
+            self.phys.add_rom(low_base, low, name="bios")
+        else:
+            # A foreign BIOS (SeaBIOS) shadows itself: it opens the i440FX PAM
+            # registers and writes into 0xC0000-0xFFFFF.  We keep that range as
+            # RAM holding the image (the PAM read-only setting is not enforced).
+            self.phys.write_bytes(low_base, low)
         self.phys.add_rom(0x100000000 - len(image), image, name="bios-high")
 
     def dma_windows(self):

@@ -224,7 +224,7 @@ def fuzz_real(code, regs, deliver, seed):
     return st_
 
 
-def fuzz_prot(code, regs, deliver, seed, cpl3):
+def fuzz_prot(code, regs, deliver, seed, cpl3, pdes=None):
     side = EmuSide(P)
     emu = side.emu
     r = dict(regs)
@@ -234,6 +234,8 @@ def fuzz_prot(code, regs, deliver, seed, cpl3):
     emu.cpu.stop_on_fault = not deliver
     side._write_lin(P.code_lin, code)
     rnd = random.Random(seed)
+    if pdes is not None:
+        hostile_map(emu, pdes)
     if cpl3:
         # Every vector to a ring-3 handler (traps - INT n, single-step #DB - are
         # delivered even with stop_on_exception): the privilege never rises.
@@ -618,3 +620,49 @@ def test_exception_storm_is_bounded_by_the_instruction_budget():
     with time_limit(2.0):
         st_ = e.run(count=10)
     _check_stop(st_, e)
+
+
+# ---------------------------------------------------------------------------
+# random code under hostile page tables
+# ---------------------------------------------------------------------------
+def hostile_map(emu, pdes):
+    """ROM and MMIO inside and above RAM's range, the spare page tables'
+    menus (every odd frame, every table frame), and the given random PDEs."""
+    ph = emu.phys
+    ph.add_rom(ROM_IN, random.Random(7).randbytes(0x1000))
+    ph.add_rom(ROM_HI, random.Random(8).randbytes(0x1000))
+    for base in (MMIO_IN, MMIO_HI):
+        dev = Recorder(base, 0x1000)
+        ph.add_mmio(base, 0x1000, dev.read, dev.write, "rec")
+    for i, idx in enumerate(PT_SLOTS):
+        emu.mem_write(SPARE_PTS[0] + 4 * idx,
+                      struct.pack("<I", _ODD_FRAMES[i % len(_ODD_FRAMES)] | 7))
+        emu.mem_write(SPARE_PTS[1] + 4 * idx,
+                      struct.pack("<I", _TABLE_FRAMES[i % len(_TABLE_FRAMES)] | 7))
+    for slot, v in pdes.items():
+        emu.mem_write(P.pd_phys + 4 * slot, struct.pack("<I", v))
+
+
+HOSTILE_PTRS = PROT_PTRS + [slot << 22 | idx << 12 for slot in PD_SLOTS for idx in (0, 1, 0x30)]
+
+
+def _hostile_case():
+    return dict(code=code_bytes, regs=regs_strategy(HOSTILE_PTRS, P.regs["esp"]),
+                deliver=st.booleans(), seed=st.integers(0, 2**32 - 1),
+                pdes=st.dictionaries(st.sampled_from(PD_SLOTS), pde_value(), min_size=3))
+
+
+@FAST
+@given(**_hostile_case())
+def test_random_code_under_hostile_tables_cpl0(code, regs, deliver, seed, pdes):
+    """CPL 0 code (it may also rewrite the tables: they are reachable through
+    the system region and the menus) whose memory operands land in ROM,
+    MMIO, unbacked space, page tables and self-maps."""
+    fuzz_prot(code, regs, deliver, seed, cpl3=False, pdes=pdes)
+
+
+@pytest.mark.slow
+@SLOW
+@given(**_hostile_case())
+def test_random_code_under_hostile_tables_long(code, regs, deliver, seed, pdes):
+    fuzz_prot(code, regs, deliver, seed, cpl3=False, pdes=pdes)

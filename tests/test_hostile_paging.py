@@ -42,7 +42,7 @@ from emu.cpu import state as S
 from emu.cpu.cpuid import cpuid
 from tests.difftest import check_same, emu_side, run_both
 from tests.guests.hostile_machine import (Box, Recorder, PTE_A, PTE_D, PTE_PS, PTE_P, PTE_US,
-                                          URW, SRW)
+                                          URW, SRW, pde_lin, pte_lin)
 from tests.layout import PROT32_PAGED as P
 from tests.oracle import assemble
 
@@ -117,7 +117,7 @@ def code_range(box):
 def test_pte_past_ram_reads_all_ones_writes_vanish(frame):
     lin = HOLE
     lines = [
-        "mov dword ptr [%#x], %#x" % (Box(P).pte_lin(lin), frame | URW),
+        "mov dword ptr [%#x], %#x" % (pte_lin(lin), frame | URW),
         "mov eax, [%#x]" % lin,
         "mov bx, [%#x]" % (lin + 0xFFE),
         "mov cl, [%#x]" % (lin + 0x123),
@@ -144,10 +144,9 @@ def test_page_crossing_access_from_ram_into_unbacked():
     the RAM half is read/written, the unbacked half reads all-ones and its
     bytes of the store vanish."""
     lo, hi = HOLE - 0x1000, HOLE
-    b = Box(P)
     lines = [
-        "mov dword ptr [%#x], %#x" % (b.pte_lin(lo), F0 | URW),
-        "mov dword ptr [%#x], %#x" % (b.pte_lin(hi), 0x900000 | URW),
+        "mov dword ptr [%#x], %#x" % (pte_lin(lo), F0 | URW),
+        "mov dword ptr [%#x], %#x" % (pte_lin(hi), 0x900000 | URW),
         "mov eax, [%#x]" % (hi - 2),
         "mov dword ptr [%#x], 0xAABBCCDD" % (hi - 3),
         "mov ebx, [%#x]" % (hi - 4),
@@ -173,8 +172,7 @@ def test_executing_unbacked_memory_is_ud(deliver):
     """Instruction bytes fetched from unbacked memory are 0xFF: FF FF is
     FF /7, undefined -> #UD at that address (delivered through the IDT when
     exceptions are not stopped on)."""
-    b = Box(P)
-    lines = ["mov dword ptr [%#x], %#x" % (b.pte_lin(HOLE), RAM_END | URW),
+    lines = ["mov dword ptr [%#x], %#x" % (pte_lin(HOLE), RAM_END | URW),
              "jmp %#x" % HOLE]
     box, faults = both_ways(make_box(lines, stop_on_exception=not deliver))
     if not deliver:
@@ -194,8 +192,7 @@ def test_unicorn_does_not_model_unbacked_memory():
     """Documents the reference's behaviour (why the tests above state the
     expected values instead of comparing): Unicorn ends the run with an
     'unmapped' error where the PC bus reads all-ones."""
-    b = Box(P)
-    code = "mov dword ptr [%#x], %#x; mov eax, [%#x]" % (b.pte_lin(HOLE), RAM_END | URW, HOLE)
+    code = "mov dword ptr [%#x], %#x; mov eax, [%#x]" % (pte_lin(HOLE), RAM_END | URW, HOLE)
     _, ro, re_ = run_both(P, code, count=None)
     assert ro.stop.startswith("error") and "UNMAPPED" in ro.stop
     assert re_.exception is None and re_.eax == 0xFFFFFFFF
@@ -243,8 +240,7 @@ def test_rom_above_ram_through_pte():
     data = rom_image(0x10000, code_at=0x3100)
     lin = HOLE
     frame = base + 0x3000
-    b = Box(P)
-    lines = ["mov dword ptr [%#x], %#x" % (b.pte_lin(lin), frame | URW)] + _rom_program(lin)
+    lines = ["mov dword ptr [%#x], %#x" % (pte_lin(lin), frame | URW)] + _rom_program(lin)
 
     def setup(box):
         box.rom(base, data)
@@ -311,9 +307,8 @@ def test_page_table_in_rom(pt_base):
     for i in range(8):
         struct.pack_into("<I", pt, 4 * i, (0x70000 + 0x1000 * i) | URW)
     pt = bytes(pt)
-    b = Box(P)
     lines = [
-        "mov dword ptr [%#x], %#x" % (b.pde_lin(lin), pt_base | URW),
+        "mov dword ptr [%#x], %#x" % (pde_lin(lin), pt_base | URW),
         "mov dword ptr [%#x], 0x11111111" % lin,
         "mov dword ptr [%#x], 0x22222222" % (lin + 0x1004),
         "mov eax, [%#x]" % lin,
@@ -399,8 +394,7 @@ def _check_mmio(box, dev, pa, allowed):
 
 def test_mmio_above_ram_through_pte():
     lin = HOLE
-    b = Box(P)
-    lines = ["mov dword ptr [%#x], %#x" % (b.pte_lin(lin), (MMIO_HI + 0x1000) | URW)] + \
+    lines = ["mov dword ptr [%#x], %#x" % (pte_lin(lin), (MMIO_HI + 0x1000) | URW)] + \
         _mmio_program(lin)
 
     def setup(box):
@@ -428,10 +422,9 @@ def test_mmio_inside_ram_range_through_4m_page():
 
 def test_page_crossing_access_from_ram_into_mmio():
     lo, hi = HOLE - 0x1000, HOLE
-    b = Box(P)
     lines = [
-        "mov dword ptr [%#x], %#x" % (b.pte_lin(lo), F0 | URW),
-        "mov dword ptr [%#x], %#x" % (b.pte_lin(hi), MMIO_HI | URW),
+        "mov dword ptr [%#x], %#x" % (pte_lin(lo), F0 | URW),
+        "mov dword ptr [%#x], %#x" % (pte_lin(hi), MMIO_HI | URW),
         "mov eax, [%#x]" % (hi - 2),
         "mov dword ptr [%#x], 0xAABBCCDD" % (hi - 3),
     ]
@@ -457,8 +450,7 @@ def test_code_fetched_from_mmio():
     as RAM); the device sees only reads inside the code."""
     base = 0xFED00000
     code = assemble("mov eax, 0x12345678; ret", 32)
-    b = Box(P)
-    lines = ["mov dword ptr [%#x], %#x" % (b.pte_lin(HOLE), base | URW),
+    lines = ["mov dword ptr [%#x], %#x" % (pte_lin(HOLE), base | URW),
              "call %#x" % HOLE, "mov ebx, eax", "xor eax, eax", "call %#x" % HOLE]
 
     def setup(box):
@@ -525,9 +517,8 @@ def test_page_table_in_mmio():
     pt = bytearray(0x1000)
     struct.pack_into("<I", pt, 0, F0 | URW | PTE_A | PTE_D)
     struct.pack_into("<I", pt, 8, MMIO_HI | URW | PTE_A | PTE_D)    # a PTE into another device
-    b = Box(P)
     lines = [
-        "mov dword ptr [%#x], %#x" % (b.pde_lin(lin), base | URW | PTE_A),
+        "mov dword ptr [%#x], %#x" % (pde_lin(lin), base | URW | PTE_A),
         "mov eax, [%#x]" % lin,
         "mov dword ptr [%#x], 0x01020304" % (lin + 4),
         "mov ebx, [%#x]" % (lin + 0x2010),
@@ -547,8 +538,7 @@ def test_page_table_in_mmio():
     assert r["eax"] == 0x600DF00D and r["ebx"] == dev.value(MMIO_HI + 0x10, 4)
     assert {(k, a, n) for k, a, n, _ in ptdev.log} == {("r", base, 4), ("r", base + 4, 4),
                                                        ("r", base + 8, 4)}
-    assert dev.log == [("r", MMIO_HI + 0x10, 4, Recorder.pattern(MMIO_HI + 0x10) and
-                        Recorder(MMIO_HI, 0x1000).value(MMIO_HI + 0x10, 4)),
+    assert dev.log == [("r", MMIO_HI + 0x10, 4, dev.value(MMIO_HI + 0x10, 4)),
                        ("w", MMIO_HI + 0x14, 4, 0x99)]
     box.assert_ram_changes(box.before, allowed=[code_range(box)], exact={
         box.pde_phys(lin): u32(base | URW | PTE_A), F0 + 4: u32(0x01020304)})
@@ -562,12 +552,12 @@ PT_VIA_SELF = 0xFFC00000        # + (pde index << 12): that page table
 PD_VIA_SELF = 0xFFFFF000        # the page directory itself
 
 
-def _self_map_prefix(b):
+def _self_map_prefix():
     """Install the self-map, read entries through it, create a PTE and a 4 MiB
     PDE through it (both not-present -> present: SDM §4.10.4.3, no
     invalidation needed, so every conforming CPU and Unicorn agree)."""
     return [
-        "mov dword ptr [%#x], %#x" % (b.pde_lin(SELF << 22), P.pd_phys | SRW),
+        "mov dword ptr [%#x], %#x" % (pde_lin(SELF << 22), P.pd_phys | SRW),
         "mov eax, [%#x]" % (PT_VIA_SELF + (1 << 12) + 4 * 1),      # PTE of the code page
         "mov ebx, [%#x]" % (PD_VIA_SELF + 4 * 1),                  # PDE 1
         "mov ecx, [%#x]" % (PD_VIA_SELF + 4 * SELF),               # the self PDE itself
@@ -582,8 +572,7 @@ SELF_MEM = [(D0, u32(0xA0A0A0A0)), (D1, u32(0xB1B1B1B1)), (P.pse_lin + 0x10, u32
 
 
 def test_self_map_same_as_unicorn():
-    b = Box(P)
-    code = "\n".join(_self_map_prefix(b))
+    code = "\n".join(_self_map_prefix())
     ro, re_ = check_same(P, code, mem=SELF_MEM, count=None)
     code_pte = P.initial_ram()[P.pt_user_phys + 4:P.pt_user_phys + 8]
     assert re_.eax == struct.unpack("<I", code_pte)[0]
@@ -599,9 +588,8 @@ def test_self_map_changes_take_effect_without_invlpg():
     the old frame); emu's shadows are built from write-tracked tables, so
     the stale translation cannot be used - the guest can never reach a
     frame its tables no longer map."""
-    b = Box(P)
     pte30 = PT_VIA_SELF + (1 << 12) + 4 * 0x30
-    lines = _self_map_prefix(b) + [
+    lines = _self_map_prefix() + [
         "mov dword ptr [%#x], %#x" % (pte30, F1 | URW),               # 8: re-point
         "mov edi, [%#x]" % HOLE,                                      # 9: new frame at once
         "mov dword ptr [%#x], 0x77777777" % (HOLE + 4),               # 10
@@ -636,11 +624,10 @@ def test_self_map_changes_take_effect_without_invlpg():
 def test_4m_page_over_its_own_directory():
     """A 4 MiB page over frame 0 maps the page directory: the guest rewrites
     that very PDE through it, and the next access uses the new frame."""
-    b = Box(P)
     lin = 0x01400000                       # PDE 5
     own = lin + P.pd_phys + 4 * 5          # PDE 5, through itself
     lines = [
-        "mov dword ptr [%#x], %#x" % (b.pde_lin(lin), URW | PTE_PS),
+        "mov dword ptr [%#x], %#x" % (pde_lin(lin), URW | PTE_PS),
         "mov eax, [%#x]" % own,
         "mov ebx, [%#x]" % (lin + P.lin_to_phys(D0)),
     ]
@@ -665,10 +652,9 @@ def test_4m_page_over_its_own_directory():
 
 
 def test_page_table_mapping_itself():
-    b = Box(P)
     me = HOLE + 0x1000                     # PTE 0x31 -> the user page table itself
     lines = [
-        "mov dword ptr [%#x], %#x" % (b.pte_lin(me), P.pt_user_phys | SRW),
+        "mov dword ptr [%#x], %#x" % (pte_lin(me), P.pt_user_phys | SRW),
         "mov eax, [%#x]" % (me + 4 * 0x31),
         "mov dword ptr [%#x], %#x" % (me + 4 * 0x32, F0 | URW),
         "mov ebx, [%#x]" % (HOLE + 0x2000),
@@ -759,9 +745,8 @@ def test_4m_page_at_top_of_4gib_over_rom():
     data = rom_image(0x10000)
     lin = 0x01000000
     top = lin + 0x3F0000                   # -> phys 0xFFFF0000
-    b = Box(P)
     lines = [
-        "mov dword ptr [%#x], %#x" % (b.pde_lin(lin), 0xFFC00000 | URW | PTE_PS),
+        "mov dword ptr [%#x], %#x" % (pde_lin(lin), 0xFFC00000 | URW | PTE_PS),
         "mov eax, [%#x]" % lin,
         "mov ebx, [%#x]" % top,
         "mov ecx, [%#x]" % (top - 2),
@@ -935,9 +920,8 @@ def test_store_through_an_alias_of_the_running_code_page():
     """The guest maps its own code frame a second time, writable, and patches
     the next instruction through that alias: the patch must be executed
     (code pages are write-watched by physical frame, whatever the mapping)."""
-    b = Box(P)
     lines = [
-        "mov dword ptr [%#x], %#x" % (b.pte_lin(HOLE), P.code_phys | SRW),
+        "mov dword ptr [%#x], %#x" % (pte_lin(HOLE), P.code_phys | SRW),
         "mov byte ptr [%#x], 0x42" % (HOLE + 0x7FF),          # placeholder, patched below
         "nop",
         "mov eax, 0x11111111",
@@ -971,16 +955,15 @@ def test_code_page_used_as_a_page_table():
     through a writable alias of that frame (no INVLPG) and patches its next
     instruction through the same alias.  The frame is both a page table
     (WATCH_PT) and decoded code (WATCH_CODE): every store must reach both."""
-    b = Box(P)
     slot = 0x200                                   # PTE index 0x200 = code byte 0x800
     via = 0x01000000 + (slot << 12)
     head = [
-        "mov dword ptr [%#x], %#x" % (b.pde_lin(0x01000000), P.code_phys | URW),
+        "mov dword ptr [%#x], %#x" % (pde_lin(0x01000000), P.code_phys | URW),
         "mov dword ptr [%#x], %#x" % (P.code_lin + 4 * slot, F0 | URW),
         "mov eax, [%#x]" % via,
     ]
     tail = [
-        "mov dword ptr [%#x], %#x" % (b.pte_lin(HOLE), P.code_phys | SRW),
+        "mov dword ptr [%#x], %#x" % (pte_lin(HOLE), P.code_phys | SRW),
         "mov dword ptr [%#x], %#x" % (HOLE + 4 * slot, F1 | URW),
         "mov ebx, [%#x]" % via,
         "mov byte ptr [%#x], 0x42" % (HOLE + 0x7FF),    # placeholder: patched below

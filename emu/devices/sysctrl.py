@@ -42,6 +42,9 @@ class SystemControl:
                        sizes=(1,))
         ports.register(0xE9, 1, read=self._readE9, write=self._writeE9, name="debugcon",
                        sizes=(1,))
+        # SeaBIOS as Debian builds it writes its log to QEMU's debugcon at 0x402
+        ports.register(0x402, 1, read=self._readE9, write=self._writeE9, name="debugcon-402",
+                       sizes=(1,))
         if claim_cf9 and ports.owner(0xCF9) is None:
             ports.register(0xCF9, 1, read=lambda p, s: self.reset_control_read(),
                            write=lambda p, s, v: self.reset_control_write(v),

@@ -33,6 +33,25 @@ URW = PTE_P | PTE_RW | PTE_US
 SRW = PTE_P | PTE_RW
 
 
+def pte_lin(lin, L=P):
+    """Linear address (supervisor system region) of lin's PTE in the user PT."""
+    assert lin >> 22 == 1, "only PDE 1's page table is reachable this way"
+    return L.sys_lin + L.pt_user_phys + 4 * ((lin >> 12) & 0x3FF)
+
+
+def pde_lin(lin, L=P):
+    """Linear address (supervisor system region) of lin's PDE."""
+    return L.sys_lin + L.pd_phys + 4 * ((lin >> 22) & 0x3FF)
+
+
+def pte_phys(lin, L=P):
+    return L.pt_user_phys + 4 * ((lin >> 12) & 0x3FF)
+
+
+def pde_phys(lin, L=P):
+    return L.pd_phys + 4 * ((lin >> 22) & 0x3FF)
+
+
 class Recorder:
     """An MMIO device that behaves like memory and logs every access.
 
@@ -107,18 +126,16 @@ class Box:
 
     # --- guest memory ------------------------------------------------------------
     def pte_lin(self, lin):
-        """Linear address (supervisor system region) of lin's PTE in the user PT."""
-        assert lin >> 22 == 1, "only PDE 1's page table is reachable this way"
-        return self.L.sys_lin + self.L.pt_user_phys + 4 * ((lin >> 12) & 0x3FF)
+        return pte_lin(lin, self.L)
 
     def pde_lin(self, lin):
-        return self.L.sys_lin + self.L.pd_phys + 4 * ((lin >> 22) & 0x3FF)
+        return pde_lin(lin, self.L)
 
     def pte_phys(self, lin):
-        return self.L.pt_user_phys + 4 * ((lin >> 12) & 0x3FF)
+        return pte_phys(lin, self.L)
 
     def pde_phys(self, lin):
-        return self.L.pd_phys + 4 * ((lin >> 22) & 0x3FF)
+        return pde_phys(lin, self.L)
 
     def write_lin(self, lin, data):
         self.side._write_lin(lin, bytes(data))
