@@ -891,9 +891,6 @@ def test_walk_fault_error_codes(case):
     assert re_.emu.mmu.audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug: emu/mmu/paging.py treats PAT bits (PTE bit 7, "
-                   "4 MiB PDE bit 12) as valid while emu/cpu/cpuid.py does not advertise PAT; "
-                   "SDM Tables 4-4/4-6: without PAT they are reserved (#PF P|RSVD)")
 @pytest.mark.parametrize("where", ["pte_bit7", "pde4m_bit12"])
 def test_pat_bits_reserved_unless_cpuid_has_pat(where):
     """CPUID and the walker must agree: if CPUID.1:EDX.PAT[16] = 0, bit 7 of a

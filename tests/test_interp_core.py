@@ -195,3 +195,19 @@ def test_nmi_is_blocked_until_iret():
     assert e.reg_read("ebx") == 1 and e.reg_read("eip") == 0x503
     e.run(count=2)                       # iret; then the pending NMI enters again: inc bx
     assert e.reg_read("ebx") == 2
+
+
+def test_exception_storm_still_returns():
+    """A handler that faults on its first instruction, forever (real mode: the
+    stack wraps, so it never triple-faults): run(count=N) must still return,
+    each delivery counting as a step."""
+    e = Emu(ram_size=1 << 20, stop_on_exception=False)
+    e.set_segment("cs", 0)
+    e.set_segment("ss", 0)
+    e.reg_write("esp", 0x7000)
+    e.mem_write(6 * 4, bytes.fromhex("0005 0000"))     # #UD -> 0000:0500
+    e.mem_write(0x500, bytes.fromhex("0fff"))          # an invalid opcode
+    load(e, 0x7C00, "0fff")
+    st = e.run(count=1000)
+    assert st.reason == "count" and st.instructions == 0
+    assert e.reg_read("eip") == 0x500 and e.counters["exceptions"][6] == 1000

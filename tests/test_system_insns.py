@@ -30,6 +30,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from emu.api import Emu
+from emu.cpu.faults import CPUFault
 from emu.cpu import cpuid as CPUID
 from emu.cpu import state as S
 from emu.cpu.opcodes import ROWS, _resolve
@@ -639,7 +640,7 @@ def test_cpuid_identity(cpl):
     assert (family, model, stepping) == (6, 3, 3)
     assert (b, c) == (0, 0)
     want = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 11) \
-        | (1 << 13) | (1 << 15)
+        | (1 << 13) | (1 << 15) | (1 << 16)                 # ... CMOV, PAT
     fx = _resolve("x87.fxsave") is not None and _resolve("x87.fxrstor") is not None
     if fx:
         want |= 1 << 24
@@ -831,3 +832,17 @@ def test_sysenter_from_ring3_needs_no_iopl():
 def test_mov_cr_mod_bits_ignored():
     ro, re_ = check_same(P, bytes.fromhex("0f2005") + b"\x90" * 8)
     assert re_.eip == P.code_lin + 3
+
+
+def test_pat_msr():
+    """IA32_PAT (0x277): power-on value, round trip, reserved memory types #GP."""
+    from emu.cpu import msr
+    e = Emu(ram_size=1 << 20)
+    assert msr.rdmsr(e.cpu, 0x277) == 0x0007040600070406
+    msr.wrmsr(e.cpu, 0x277, 0x0001050406070001)
+    assert msr.rdmsr(e.cpu, 0x277) == 0x0001050406070001
+    for bad in (0x02, 0x03 << 8, 0x08 << 56):
+        with pytest.raises(CPUFault) as ei:
+            msr.wrmsr(e.cpu, 0x277, bad)
+        assert ei.value.vector == 13
+    assert msr.rdmsr(e.cpu, 0x277) == 0x0001050406070001

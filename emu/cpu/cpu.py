@@ -7,7 +7,7 @@ controllers through ``irq`` (an object with ``pending()`` -> bool and
 """
 from .state import (CPUState, views, EIP, EFLAGS, CR0, CR4, CPL, ESP, SS, CS, HALTED, A20,
                     seg_index, FPU_CW, FPU_TW, MXCSR, LF_OP, GDTR_LIMIT, IDTR_LIMIT,
-                    LDTR_LIMIT, LDTR_ATTR, TR_LIMIT, TR_ATTR, DR0)
+                    LDTR_LIMIT, LDTR_ATTR, TR_LIMIT, TR_ATTR, DR0, PAT_LO, PAT_HI)
 from .memory import SegCache, make_accessors
 from .flags import materialize, FIXED1, VM
 from .faults import CPUFault, VMStop
@@ -79,6 +79,7 @@ class CPU:
         R[2] = 0x0633    # EDX: family 6 model 3 stepping 3 signature after reset
         R[GDTR_LIMIT] = R[IDTR_LIMIT] = 0xFFFF
         R[LDTR_LIMIT] = R[TR_LIMIT] = 0xFFFF
+        R[PAT_LO] = R[PAT_HI] = 0x00070406      # IA32_PAT power-on value
         R[DR0 + 6] = 0xFFFF0FF0
         R[DR0 + 7] = 0x400
         R[LDTR_ATTR] = 0x82

@@ -21,7 +21,9 @@ features whose instructions and control bits exist in this emulator:
                 (checked once, lazily: ``features()``); then CR4.OSFXSR is
                 writable too.
 
-Not advertised (not implemented): VME, MCE, APIC, MTRR, MCA, PAT, PSE-36,
+  bit 16 PAT    the IA32_PAT MSR (stored; memory types do not matter here)
+
+Not advertised (not implemented): VME, MCE, APIC, MTRR, MCA, PSE-36,
 MMX, SSE and everything later.  Leaf 2 gives the Pentium II cache/TLB
 descriptors.  Leaves 0x80000000-0x80000004 give a brand string (harmless
 on a P6 identity: software that checks 0x80000000 >= 0x80000004 reads it).
@@ -37,9 +39,13 @@ VENDOR = b"GenuineIntel"
 SIGNATURE = 0x00000633            # family 6, model 3, stepping 3
 BRAND = b"emu IA-32 virtual CPU (P6 family)"
 
-F_FPU, F_DE, F_PSE, F_TSC, F_MSR, F_CX8, F_SEP, F_PGE, F_CMOV, F_FXSR = (
-    1 << 0, 1 << 2, 1 << 3, 1 << 4, 1 << 5, 1 << 8, 1 << 11, 1 << 13, 1 << 15, 1 << 24)
-BASE_FEATURES = F_FPU | F_DE | F_PSE | F_TSC | F_MSR | F_CX8 | F_SEP | F_PGE | F_CMOV
+F_FPU, F_DE, F_PSE, F_TSC, F_MSR, F_CX8, F_SEP, F_PGE, F_CMOV, F_PAT, F_FXSR = (
+    1 << 0, 1 << 2, 1 << 3, 1 << 4, 1 << 5, 1 << 8, 1 << 11, 1 << 13, 1 << 15, 1 << 16,
+    1 << 24)
+# PAT: the IA32_PAT MSR is kept (emu/cpu/msr.py) and the walker takes PTE bit 7 /
+# 4 MiB PDE bit 12 as memory-type bits, as a PAT CPU does (memory types have no
+# effect in an emulator); without PAT those bits would be reserved.
+BASE_FEATURES = F_FPU | F_DE | F_PSE | F_TSC | F_MSR | F_CX8 | F_SEP | F_PGE | F_CMOV | F_PAT
 
 # Pentium II leaf 2: 01 ITLB 4K, 02 ITLB 4M, 03 DTLB 4K (EAX; AL=1: one call),
 # 43 L2 512K, 08 L1I 16K, 04 DTLB 4M, 0C L1D 16K (EDX)

@@ -238,7 +238,8 @@ class Interpreter:
                     if cpu.stop_on_fault:
                         return self._stop_fault(e)
                     interrupts.raise_exception(cpu, e)
-                    continue
+                    executed += 1    # a delivery is a step: handlers that fault at once
+                    continue         # (an exception storm) must not run forever
                 n = blk.n
                 k = 1 if single else n
                 if budget - executed < k:
@@ -254,6 +255,7 @@ class Interpreter:
                         return self._stop_fault(cpu.last_fault)
                     interrupts.raise_exception(cpu, cpu.last_fault)
                     cpu.last_fault = None
+                    executed += 1
                     continue
                 if single:
                     if R[EFLAGS] & TF:
@@ -288,6 +290,7 @@ class Interpreter:
                         if cpu.stop_on_fault:
                             return self._stop_fault(e)
                         interrupts.raise_exception(cpu, e)
+                        executed += 1
                         break
                     except Restart:
                         idx = self._fault_index(it)

@@ -25,12 +25,15 @@ the running block that has retired).
 """
 from .faults import CPUFault, GP
 from .state import (TSC_LO, TSC_HI, SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP,
-                    APIC_BASE_LO, APIC_BASE_HI)
+                    APIC_BASE_LO, APIC_BASE_HI, PAT_LO, PAT_HI)
 
 IA32_TSC = 0x10
 IA32_PLATFORM_ID = 0x17
 IA32_APIC_BASE = 0x1B
 IA32_BIOS_SIGN_ID = 0x8B
+IA32_PAT = 0x277
+PAT_RESET = 0x0007040600070406
+PAT_VALID_TYPES = frozenset((0, 1, 4, 5, 6, 7))   # 2, 3 and 8-255 are reserved: #GP
 IA32_SYSENTER_CS = 0x174
 IA32_SYSENTER_ESP = 0x175
 IA32_SYSENTER_EIP = 0x176
@@ -70,6 +73,8 @@ def rdmsr(cpu, index, eip=None):
         return R[w]
     if index == IA32_APIC_BASE:
         return R[APIC_BASE_HI] << 32 | R[APIC_BASE_LO]
+    if index == IA32_PAT:
+        return R[PAT_HI] << 32 | R[PAT_LO]
     if index == IA32_BIOS_SIGN_ID or index == IA32_PLATFORM_ID:
         return 0
     raise CPUFault(GP, 0)
@@ -90,6 +95,12 @@ def wrmsr(cpu, index, value, eip=None):
             raise CPUFault(GP, 0)
         R[APIC_BASE_LO] = value & 0xFFFFFFFF
         R[APIC_BASE_HI] = value >> 32
+        return
+    if index == IA32_PAT:
+        if any(((value >> (8 * i)) & 0xFF) not in PAT_VALID_TYPES for i in range(8)):
+            raise CPUFault(GP, 0)
+        R[PAT_LO] = value & 0xFFFFFFFF
+        R[PAT_HI] = (value >> 32) & 0xFFFFFFFF
         return
     if index == IA32_BIOS_SIGN_ID:
         return

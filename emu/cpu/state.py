@@ -36,6 +36,7 @@ APIC_BASE_LO, APIC_BASE_HI = 69, 70
 INHIBIT_IRQ = 71    # 1: interrupts are held off for one instruction (STI, MOV SS)
 A20 = 72            # 1: address line 20 enabled
 NMI_BLOCKED = 73    # 1: an NMI handler is running; NMIs wait for the next IRET
+PAT_LO, PAT_HI = 74, 75   # IA32_PAT (memory types: stored, no effect on emulation)
 # x87 control/status words live in the same word array.
 FPU_CW, FPU_SW, FPU_TW, FPU_TOP = 80, 81, 82, 83
 FPU_IP, FPU_CS, FPU_DP, FPU_DS, FPU_OP = 84, 85, 86, 87, 88
