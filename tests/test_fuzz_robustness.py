@@ -474,6 +474,7 @@ def model_run(pds, pts, ops):
         try:
             code_pa = m.translate(CODE_LIN, False, user)
         except PageFault as f:
+            emu.reg_write("eip", CODE_LIN)
             st_ = emu.run(count=1)
             assert (st_.reason, st_.vector, st_.error_code, st_.cr2) == \
                 ("exception", 14, f.code, CODE_LIN), where + " (fetch) %r" % st_
