@@ -24,27 +24,14 @@ import numpy as np
 from emu.api import Emu
 from emu.cpu import state as S
 from tests.layout import GPRS, SEGS, Seg
-from tests.oracle import Exc, HAS_ERROR_CODE, assemble
+from tests.oracle import Exc, HAS_ERROR_CODE, Result, assemble
 from tests.coverage_rows import record_rows
 
 
-class EmuResult:
-    __slots__ = ("regs", "sregs", "hidden", "cr0", "cr2", "cr3", "cr4", "cpl",
-                 "writes", "exception", "stop", "emu")
-
-    def __getattr__(self, name):
-        regs = object.__getattribute__(self, "regs")
-        if name in regs:
-            return regs[name]
-        raise AttributeError(name)
-
-    @property
-    def vector(self):
-        return None if self.exception is None else self.exception.vector
-
-    @property
-    def error_code(self):
-        return None if self.exception is None else self.exception.error_code
+class EmuResult(Result):
+    """oracle.Result's fields (``writes`` is None: emu's RAM is compared instead),
+    plus the Emu that produced it."""
+    __slots__ = ("emu",)
 
     def __repr__(self):
         r = " ".join("%s=%08x" % (k, v) for k, v in self.regs.items())

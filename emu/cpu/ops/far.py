@@ -226,7 +226,6 @@ def _call_gate(cpu, gsel, lo, hi, attr, sz, nxt):
 
 def jmp_far(cpu, insn):
     R = cpu.R
-    sz = insn.opsize >> 3
     getp = _far_pointer(cpu, insn)
     nxt = insn.next_eip
     cs = cpu.segs[CS]
