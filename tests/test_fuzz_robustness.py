@@ -194,7 +194,9 @@ def run_program(emu, until, budget=BUDGET):
         with time_limit(EXAMPLE_LIMIT):
             st_ = emu.run(count=min(CHUNK, left), until=until)
         _check_stop(st_, emu)
-        left -= st_.instructions
+        # a run that retired nothing still spent its budget (exception deliveries,
+        # REP chunks are charged to it), so count at least one per call
+        left -= max(st_.instructions, 1)
         if st_.reason != "count" or left <= 0:
             return st_
 
@@ -276,10 +278,6 @@ def _prot_case():
 # instruction, forever (see test_exception_storm_is_bounded_by_the_instruction_budget).
 STORM = dict(code=bytes.fromhex("0f800000d70fc7cb"), seed=408320,
              regs=dict(eax=0, ecx=0, edx=0, ebx=0, esp=0xFF00, ebp=0, esi=0, edi=0, eflags=2))
-STORM_BUG = ("bug: exception storm - run(count=N) never returns when handlers fault "
-             "on their first instruction (emu/cpu/interp.py charges only retired "
-             "instructions to the budget)")
-
 
 @FAST
 @given(**_real_case())
@@ -287,7 +285,6 @@ def test_random_code_real_mode_stop(code, regs, seed):
     fuzz_real(code, regs, False, seed)
 
 
-@pytest.mark.xfail(strict=True, raises=_Timeout, reason=STORM_BUG)
 @FAST
 @example(**STORM)
 @given(**_real_case())
@@ -315,7 +312,6 @@ def test_random_code_real_mode_stop_long(code, regs, seed):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=_Timeout, reason=STORM_BUG)
 @SLOW
 @example(**STORM)
 @given(**_real_case())
@@ -575,11 +571,6 @@ def test_random_tables_against_model_long(tables, ops):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=_Timeout, reason=(
-    "bug: one REP instruction is not bounded by run()'s instruction budget - "
-    "emu/cpu/interp.py resumes a REP after faults.Restart without charging the "
-    "budget, so run(count=1) runs the whole REP: an overlapping REP MOVSB over a "
-    "4 MiB page is ~20 s of host time"))
 def test_rep_work_is_bounded_by_the_instruction_budget():
     """THREATS.md HYP-T3: the CPU share is an instruction quantum, so
     run(count=1) must come back quickly whatever one instruction asks for.
@@ -601,11 +592,6 @@ def test_rep_work_is_bounded_by_the_instruction_budget():
     assert r["eip"] == (box.addrs[4] if r["ecx"] else box.code_end)
 
 
-@pytest.mark.xfail(strict=True, raises=_Timeout, reason=(
-    "bug: a fault storm retires no instruction, so run(count=N) never returns - "
-    "emu/cpu/interp.py counts only retired instructions against the budget, and in "
-    "real mode a handler that faults on its first instruction is re-entered forever "
-    "(each delivery pushes 6 bytes; SP wraps inside its own segment)"))
 def test_exception_storm_is_bounded_by_the_instruction_budget():
     """Real mode: IVT[6] points at a UD2, which raises #UD, delivered to the
     same UD2 ...  On hardware that is an endless stream of exceptions; the

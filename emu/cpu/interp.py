@@ -41,6 +41,7 @@ class Interpreter:
         self.mode_key = 0
         self.cur_iter = None
         self.smc_pos = None
+        self.restarted = False
         self.counters = {"blocks_decoded": 0, "smc_invalidations": 0, "block_runs": 0}
         cpu.phys.add_watch_listener(self._on_watch)
 
@@ -248,8 +249,11 @@ class Interpreter:
                     i = blk.eips.index(until)
                     if 0 < i < k:
                         k = i
+                self.restarted = False
                 done = self._exec(blk, k)
                 executed += done if done >= 0 else ~done
+                if self.restarted:
+                    executed += 1        # charge the REP chunk (see the fast path)
                 if done < 0:                       # a fault was raised
                     if cpu.stop_on_fault:
                         return self._stop_fault(cpu.last_fault)
@@ -295,8 +299,8 @@ class Interpreter:
                     except Restart:
                         idx = self._fault_index(it)
                         cpu.icount += idx
-                        executed += idx
-                        R[EIP] = blk.eips[idx]
+                        executed += idx + 1      # a REP chunk is charged like a step:
+                        R[EIP] = blk.eips[idx]   # one instruction's work stays bounded
                         break
                     n = blk.n if self.smc_pos is None else self._smc_finish(blk, blk.n)
                     cpu.icount += n
@@ -341,6 +345,7 @@ class Interpreter:
             idx = self._fault_index(it)
             cpu.icount += idx
             R[EIP] = blk.eips[idx]
+            self.restarted = True
             return idx
         if self.smc_pos is not None:
             done = self._smc_finish(blk, k)
