@@ -379,14 +379,21 @@ def pte_value(draw):
 PT_SLOTS = [0, 1, 2, 3, 0x10, 0x12, 0x30, 0x3FF]   # randomised PTEs / accessed page numbers
 
 
+ENTRY_OFFSETS = sorted({4 * i for i in PT_SLOTS + PD_SLOTS + [1, 0x300]})
+
+
 @st.composite
 def lin_addr(draw, size):
     pde = draw(st.sampled_from(PD_SLOTS + [1, 0x300]))
     pte = draw(st.sampled_from(PT_SLOTS + [None]))
     if pte is None:
         pte = draw(st.integers(0, 0x3FF))
-    off = draw(st.integers(0, 0xFFF)) & ~(size - 1)
-    return (pde << 22) | (pte << 12) | off
+    # half the time the offset of a PDE/PTE slot the tests use: a store through
+    # a mapping of a table frame then rewrites an entry that is in use
+    off = draw(st.sampled_from(ENTRY_OFFSETS + [None]))
+    if off is None:
+        off = draw(st.integers(0, 0xFFF))
+    return (pde << 22) | (pte << 12) | (off & ~(size - 1))
 
 
 @st.composite
