@@ -73,7 +73,7 @@ REASONS = {"count", "until", "hlt", "exception", "vmstop"}
 BUDGET = 200                    # instructions per program
 CHUNK = 40                      # audit between chunks of this many instructions
 
-FAST = settings(max_examples=400, deadline=None, derandomize=False,
+FAST = settings(max_examples=400, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SLOW = settings(max_examples=3000, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -363,7 +363,7 @@ _FLAGS = st.one_of(st.integers(0, 0x1FF),                       # anything
 def pde_value(draw):
     flags = draw(_FLAGS)
     if flags & 0x80:                                           # 4 MiB page
-        v = draw(st.sampled_from(FRAMES_4M)) | (flags & 0x1FF)
+        v = draw(st.sampled_from(FRAMES_4M)) | (flags & 0x1FF) | draw(st.sampled_from([0, 0x1000]))
         if draw(st.integers(0, 4)) == 0:
             v |= draw(st.integers(0, 0x1FF)) << 13             # reserved bits 21:13
         return v
@@ -373,7 +373,7 @@ def pde_value(draw):
 @st.composite
 def pte_value(draw):
     flags = draw(_FLAGS)
-    return draw(st.sampled_from(FRAMES_4K)) | (flags & 0x17F)  # bit 7 (PAT) left clear
+    return draw(st.sampled_from(FRAMES_4K)) | (flags & 0x1FF)  # bit 7: PAT
 
 
 PT_SLOTS = [0, 1, 2, 3, 0x10, 0x12, 0x30, 0x3FF]   # randomised PTEs / accessed page numbers

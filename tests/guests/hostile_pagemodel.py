@@ -16,10 +16,9 @@ Rules (Intel SDM Vol. 3A §4.3, §4.6, §4.7, §4.8), 32-bit paging, no PAE:
 
 * PDE/PTE not present -> #PF, error code W/R | U/S (P = 0).
 * CR4.PSE and PDE.PS: 4 MiB page; bits 21:13 reserved (no PSE-36: CPUID
-  does not advertise it) -> #PF with P | RSVD.  PAT bits (PTE bit 7, 4 MiB
-  PDE bit 12) are treated as emu/mmu/paging.py treats them today, not
-  reserved - see test_hostile_paging.test_pat_bits_reserved_unless_cpuid_has_pat
-  for the disagreement with CPUID (``PAT_RESERVED`` switches the model).
+  does not advertise it) -> #PF with P | RSVD.  PTE bit 7 and 4 MiB PDE
+  bit 12 are PAT bits when CPUID advertises PAT, reserved otherwise (SDM
+  Tables 4-4 and 4-6); ``PAT_RESERVED`` follows emu's CPUID.
 * Rights: user needs U/S in every level, user write R/W in every level,
   supervisor write R/W in every level only with CR0.WP.
 * Physical accesses: RAM; ROM readable, writes dropped; MMIO: one device
@@ -31,7 +30,9 @@ rules are not modelled.
 """
 import struct
 
-PAT_RESERVED = False
+from emu.cpu.cpuid import cpuid
+
+PAT_RESERVED = not cpuid(1)[3] & (1 << 16)
 
 P, RW, US, A, D, PS = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
 PDE4M_RSVD = 0x003FE000
