@@ -96,9 +96,12 @@ class PhysModel:
             return "rom"
         return "ram" if a < len(self.ram) else "none"
 
-    def read(self, a, n):
+    def read(self, a, n, peek=False):
         dv = self._dev(a, n)
         if dv is not None:
+            if peek:                                # no side effect, not logged
+                return int.from_bytes(bytes(dv.store.get(a + i, dv.pattern(a + i))
+                                            for i in range(n)), "little")
             return dv.read(a, n)
         v = 0
         for i in range(n):
@@ -134,11 +137,13 @@ class PagingModel:
         if cur & bits != bits:
             self.phys.write(addr, 4, cur | bits)
 
-    def translate(self, lin, write, user):
+    def translate(self, lin, write, user, peek=False):
+        """Physical address of ``lin`` or PageFault.  ``peek``: no A/D update,
+        no device access (where would it go - without touching anything)."""
         ph = self.phys
         wu = (2 if write else 0) | (4 if user else 0)
         pde_addr = (self.cr3 & 0xFFFFF000) | ((lin >> 20) & 0xFFC)
-        pde = ph.read(pde_addr, 4)
+        pde = ph.read(pde_addr, 4, peek)
         if not pde & P:
             raise PageFault(wu, lin)
         if pde & PS and self.cr4 & CR4_PSE:
@@ -147,16 +152,18 @@ class PagingModel:
                 raise PageFault(1 | 8 | wu, lin)
             self._check(pde & US, pde & RW, write, user, lin)
             bits = A | D if write else A
-            if pde & bits != bits:
+            if pde & bits != bits and not peek:
                 self._set_bits(pde_addr, bits)
             return (pde & 0xFFC00000) | (lin & 0x3FFFFF)
         pte_addr = (pde & 0xFFFFF000) | ((lin >> 10) & 0xFFC)
-        pte = ph.read(pte_addr, 4)
+        pte = ph.read(pte_addr, 4, peek)
         if not pte & P:
             raise PageFault(wu, lin)
         if PAT_RESERVED and pte & 0x80:
             raise PageFault(1 | 8 | wu, lin)
         self._check(pde & pte & US, pde & pte & RW, write, user, lin)
+        if peek:
+            return (pte & 0xFFFFF000) | (lin & 0xFFF)
         if not pde & A:
             self._set_bits(pde_addr, A)
         bits = A | D if write else A
