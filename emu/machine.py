@@ -43,6 +43,7 @@ QUANTUM = 200_000          # instructions between looks at the host (timeouts, p
 
 # Exit codes of `emu run`, documented in its --help.
 EXIT_OK, EXIT_USAGE, EXIT_TRIPLE, EXIT_TIMEOUT, EXIT_ERROR = 0, 2, 3, 4, 5
+EXIT_PANIC = 6             # the guest's serial output said "Kernel panic - not syncing"
 
 
 class MachineConfig:
@@ -51,7 +52,8 @@ class MachineConfig:
     def __init__(self, memory_mb=128, bios="builtin", disks=(), floppy=None,
                  disk_writable=False, kernel=None, initrd=None, append="",
                  serial="none", display="none", realtime=False, ns_per_insn=10,
-                 trace=None, rtc_start=None):
+                 trace=None, rtc_start=None, panic_watch=True,
+                 jit=True, jit_threshold=None, jit_cache=True, jit_cache_dir=None):
         if not 2 <= memory_mb <= MAX_RAM // MIB:
             raise ValueError("memory must be between 2 and %d MiB, not %d" % (MAX_RAM // MIB,
                                                                              memory_mb))
@@ -71,6 +73,16 @@ class MachineConfig:
         # RTC time at power-on: None = the host's clock now (what `date` in a guest
         # should show); a fixed value (epoch seconds) makes runs reproducible.
         self.rtc_start = rtc_start
+        # Stop with EXIT_PANIC when COM1 shows a Linux kernel panic
+        # (emu/frontend/panic_watch.py).
+        self.panic_watch = panic_watch
+        # tier 1 (emu/translate): on by default; the threshold is how many
+        # times a block runs interpreted before it is compiled; the code cache
+        # keeps compiled blocks on disk between runs
+        self.jit = jit
+        self.jit_threshold = jit_threshold
+        self.jit_cache = jit_cache
+        self.jit_cache_dir = jit_cache_dir
 
 
 class RunResult:
@@ -87,6 +99,12 @@ class Machine:
         self.phys = PhysMem(cfg.memory_mb * MIB)
         self.ports = PortBus()
         self.cpu = CPU(phys=self.phys, ports=self.ports)
+        self.jit = None
+        if config.jit and not config.trace:
+            from .translate.jit import attach, DEFAULT_THRESHOLD
+            th = DEFAULT_THRESHOLD if config.jit_threshold is None else config.jit_threshold
+            self.jit = attach(self.cpu, threshold=th, cache_dir=config.jit_cache_dir,
+                              use_cache=config.jit_cache)
         self.clock = VirtualClock(self.cpu.clock, cfg.ns_per_insn)
         self.clock.on_earlier = self.cpu.request_stop
         self.dma = DMA(self.phys)
@@ -98,6 +116,11 @@ class Machine:
                              irq=self._irq, stop=self._request_stop,
                              reset_cpu=self._reset_request)
         self.devices = {}
+        self.panic_watch = None
+        if serial_backend is not None and cfg.panic_watch:
+            from .frontend.panic_watch import PanicWatch
+            serial_backend = PanicWatch.wrap(serial_backend, self._kernel_panic)
+            self.panic_watch = serial_backend.watch
         self._build_devices(serial_backend)
         self._load_firmware()
         self.dma_windows()
@@ -188,6 +211,10 @@ class Machine:
         self._stop_request = (reason, kind)
         self.cpu.request_stop()
 
+    def _kernel_panic(self, reason):
+        from .frontend.panic_watch import panic_reason_line
+        self._request_stop(panic_reason_line(reason), "panic")
+
     def _reset_request(self):
         self._stop_request = ("reset", "reset")
         self.cpu.request_stop()
@@ -227,6 +254,11 @@ class Machine:
 
         def result(code, reason):
             self.flush_output()
+            watch = self.panic_watch
+            if watch is not None and code in (EXIT_OK, EXIT_TIMEOUT) and watch.panicked:
+                # the panic's last lines never came: the run still ended in a panic
+                from .frontend.panic_watch import panic_reason_line
+                code, reason = EXIT_PANIC, "%s (%s)" % (panic_reason_line(watch.reason), reason)
             return RunResult(code, reason, cpu.icount - start, time.monotonic() - t0)
 
         try:
@@ -237,6 +269,8 @@ class Machine:
                     if kind == "reset":
                         self.reset()
                         continue
+                    if kind == "panic":
+                        return result(EXIT_PANIC, reason)
                     return result(EXIT_OK if kind in ("poweroff", "shutdown") else EXIT_ERROR,
                                   reason)
                 if timeout is not None and time.monotonic() - t0 > timeout:

@@ -118,6 +118,15 @@ def add_parser(subparsers):
                         "a file, or nowhere")
     g.add_argument("--display", default="none", choices=("none", "window"),
                    help="none (default), or a window showing the VGA screen (needs pygame)")
+    g = p.add_argument_group("binary translation (tier 1, emu/translate)")
+    g.add_argument("--jit", default="on", choices=("on", "off"),
+                   help="compile hot guest blocks to native code with llvmlite (default on)")
+    g.add_argument("--jit-threshold", type=_count, default=None, metavar="N",
+                   help="interpreted runs of a block before it is compiled (default %d; "
+                        "0 compiles every block on first use)" % _default_threshold())
+    g.add_argument("--jit-cache", default="on", choices=("on", "off"),
+                   help="keep compiled blocks on disk between runs (default on; directory "
+                        "$EMU_JIT_CACHE_DIR or ~/.cache/emu/jit)")
     g = p.add_argument_group("limits and diagnostics")
     g.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="stop after this much wall-clock time (exit code 4)")
@@ -139,6 +148,11 @@ def add_parser(subparsers):
                         "interrupts, unhandled ports")
     p.set_defaults(fn=cmd_run)
     return p
+
+
+def _default_threshold():
+    from .translate.jit import DEFAULT_THRESHOLD
+    return DEFAULT_THRESHOLD
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -259,7 +273,8 @@ def _build_machine(args, backend):
                             floppy=args.floppy, disk_writable=args.disk_writable,
                             kernel=args.kernel, initrd=args.initrd, append=args.append,
                             serial=args.serial, display=args.display, realtime=args.realtime,
-                            trace=args.trace)
+                            trace=args.trace, jit=args.jit == "on",
+                            jit_threshold=args.jit_threshold, jit_cache=args.jit_cache == "on")
         return Machine(cfg, serial_backend=backend)
     except BootImageError as e:
         raise _SetupError(str(e), EXIT_USAGE) from None
@@ -300,6 +315,22 @@ def _stats(machine, result):
             "%s x%d" % (k, v) for k, v in sorted(unimpl.items())))
     if machine.boot_plan is not None:
         out.append("kernel: " + machine.boot_plan.description)
+    jit = getattr(machine, "jit", None)
+    if jit is not None:
+        j = jit.stats()
+        med = j["compile_ms_median"]
+        out.append("jit: %d blocks compiled (%.0f ms, median %s ms/block), %d from the code cache "
+                   "(%d hits, %d misses), %d rejected, %d invalidated"
+                   % (j["blocks_compiled"], j["compile_ms_total"],
+                      "-" if med is None else "%.2f" % med, j["blocks_from_cache"],
+                      j["cache_hits"], j["cache_misses"], j["blocks_rejected"], j["invalidated"]))
+        native = j["native_instructions"]
+        out.append("jit: %d native instructions (%.1f%% of all), %d entries from Python, "
+                   "%d chain hits, %d slots patched"
+                   % (native, 100.0 * native / max(1, result.instructions), j["native_entries"],
+                      j["chain_hits"], j["chains_patched"]))
+        out.append("jit: exits to Python by reason: " + ", ".join(
+            "%s %d" % (k, v) for k, v in j["exits"].items()))
     for line in out:
         print("[emu] " + line, file=sys.stderr)
 

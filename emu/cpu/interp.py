@@ -23,7 +23,7 @@ MAX_BLOCK = 64
 
 class Block:
     __slots__ = ("fns", "eips", "next_eips", "n", "end_eip", "falls", "ppage", "ppns",
-                 "key", "eipset")
+                 "key", "eipset", "hits", "native")
 
 
 def _raiser(vector, code=None):
@@ -43,10 +43,15 @@ class Interpreter:
         self.smc_pos = None
         self.restarted = False
         self.counters = {"blocks_decoded": 0, "smc_invalidations": 0, "block_runs": 0}
+        # tier 1 (emu/translate) attaches itself here; the interpreter works without it
+        self.tier1 = None
+        self.hot_threshold = 0
         cpu.phys.add_watch_listener(self._on_watch)
 
     # --- cache maintenance -------------------------------------------------------
     def flush(self):
+        if self.tier1 is not None:
+            self.tier1.drop_all()
         phys = self.cpu.phys
         for ppn in self.page_blocks:
             if ppn < len(phys.watch):
@@ -78,9 +83,12 @@ class Interpreter:
         if not keys:
             return
         self.counters["smc_invalidations"] += 1
+        t1 = self.tier1
         for k in keys:
             b = self.cache.pop(k, None)
             if b is not None:
+                if t1 is not None:
+                    t1.drop(b)
                 for other in b.ppns:
                     if other != ppn:
                         s = self.page_blocks.get(other)
@@ -190,6 +198,11 @@ class Interpreter:
         blk.falls = falls
         blk.eipset = frozenset(eips)
         blk.key = key
+        blk.hits = 0
+        blk.native = None
+        old = self.cache.get(key)
+        if old is not None and self.tier1 is not None:
+            self.tier1.drop(old)         # replaced (its page was remapped)
         blk.ppage = pages[first_vpn] if pages.get(first_vpn, 0) < ram_size else None
         ppns = set()
         for p in pages.values():
@@ -268,7 +281,10 @@ class Interpreter:
                 # --- fast path: whole cached blocks while nothing needs attention ---
                 fast_limit = budget - MAX_BLOCK
                 mode_key = self.mode_key
-                while executed <= fast_limit and not cpu.event:
+                t1 = self.tier1
+                hot = self.hot_threshold
+                warm = hot // 4 if hot >= 4 else -1
+                while executed < budget and not cpu.event:
                     eip = R[EIP]
                     if eip == until:
                         break
@@ -281,6 +297,33 @@ class Interpreter:
                         break
                     if until is not None and until in blk.eipset:
                         break
+                    if t1 is not None:
+                        nat = blk.native
+                        if nat:
+                            if budget - executed < nat.n:
+                                break            # the slow path runs what still fits
+                            done, fault = t1.enter(blk, budget - executed, until)
+                            executed += done
+                            if fault is not None:
+                                if cpu.stop_on_fault:
+                                    return self._stop_fault(fault)
+                                interrupts.raise_exception(cpu, fault)
+                                executed += 1
+                                break
+                            if not done:
+                                break            # no progress natively: interpret it
+                            continue
+                        if nat is None:
+                            h = blk.hits + 1
+                            blk.hits = h
+                            if h >= hot:
+                                t1.compile(blk)
+                                if blk.native:
+                                    continue
+                            elif h == warm:
+                                t1.note_warm(blk)
+                    if executed > fast_limit:
+                        break                    # it may not fit: the slow path runs part of it
                     it = iter(blk.fns)
                     self.cur_iter = it
                     try:

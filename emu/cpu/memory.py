@@ -21,7 +21,7 @@ class SegCache:
     """Derived, Python-side view of one segment register's hidden part."""
 
     __slots__ = ("sreg", "base", "limit", "attr", "rmin", "rmax", "wmin", "wmax",
-                 "xmax", "big")
+                 "xmax", "big", "listener")
 
     def __init__(self, sreg):
         self.sreg = sreg
@@ -31,6 +31,7 @@ class SegCache:
         self.rmin = self.wmin = 0
         self.rmax = self.wmax = self.xmax = 0xFFFF
         self.big = False
+        self.listener = None        # tier 1 mirrors the bounds (translate/runtime.py)
 
     def update(self, base, limit, attr, protected):
         """Recompute access bounds. ``limit`` is the byte-granular limit."""
@@ -43,6 +44,8 @@ class SegCache:
             # every access faults
             self.rmin = self.wmin = 1
             self.rmax = self.wmax = self.xmax = -1
+            if self.listener is not None:
+                self.listener(self)
             return
         lo, hi = 0, limit
         if protected and (attr & ATTR_S) and not (attr & ATTR_CODE) and (attr & ATTR_CONFORMING):
@@ -58,6 +61,8 @@ class SegCache:
                 self.wmin, self.wmax = 1, -1                   # read-only data
             if not attr & ATTR_S:
                 self.rmin, self.rmax, self.wmin, self.wmax = 1, -1, 1, -1
+        if self.listener is not None:
+            self.listener(self)
 
 
 def seg_fault(sreg):

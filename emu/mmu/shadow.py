@@ -149,6 +149,9 @@ class MMU:
         self.nopg = None                # paging-off Shadow
         self.user = bool(R[CPL] == 3)
         self._ad_target = -1            # the paddr of the A/D update in flight
+        # called with a vpn whose fast entries may be dropped, or None for
+        # "any": tier 1 keeps a native copy of rtlb/wtlb (translate/runtime.py)
+        self.tlb_listener = None
         self._ram_pages = phys.ram_pages
         self._kind = phys._kindb
         self._watch = phys._watchb
@@ -171,6 +174,8 @@ class MMU:
 
     def _rebind(self):
         sh = self.cur
+        if self.tlb_listener is not None:
+            self.tlb_listener(None)
         if self.user:
             self.rtlb = sh.ur
             self.wtlb = sh.uw
@@ -244,6 +249,8 @@ class MMU:
             self._evict(keep)
 
     def _evict(self, sh):
+        if self.tlb_listener is not None and sh is self.cur:
+            self.tlb_listener(None)
         for vpn in list(sh.src):
             self._drop(sh, vpn)
         for vpn, base in sh.sw.items():
@@ -307,7 +314,10 @@ class MMU:
         if not s:
             return
         base = ppn << 12
+        lst = self.tlb_listener
         for sh, vpn in s:
+            if lst is not None:
+                lst(vpn)
             if sh.sw.get(vpn) == base:
                 del sh.sw[vpn]
             if sh.uw.get(vpn) == base:
@@ -315,6 +325,8 @@ class MMU:
 
     def _drop(self, sh, vpn):
         """Forget everything ``sh`` caches about ``vpn``."""
+        if self.tlb_listener is not None:
+            self.tlb_listener(vpn)
         b = sh.sw.pop(vpn, None)
         if b is not None:
             self._wrev_discard(b >> 12, sh, vpn)

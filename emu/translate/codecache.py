@@ -1,0 +1,122 @@
+"""The persistent code cache: compiled blocks as object files on disk.
+
+Blocks are compiled a module at a time (several blocks share one object),
+so the cache has two kinds of file under ``<cache dir>/<JIT version>/``:
+
+  o_<sha256>.bin   one object file: a header line (magic, format version,
+                   SHA-256 of the object bytes, a JSON description of every
+                   block in it: instruction count and exit slots) and the bytes
+  <block>.idx      for each block key (a hash of the JIT version, the guest
+                   code bytes, their address and the CPU mode): the SHA-256 of
+                   the object holding it
+
+Anything that does not check out (wrong magic or version, a digest that does
+not match, unreadable JSON, a block missing from its object's description, a
+short file) is treated as absent and removed: the cache is an accelerator and
+is never trusted.  Writes go to a temporary file renamed into place, so a
+crash cannot leave a half-written file under a valid name.
+"""
+import hashlib
+import json
+import os
+import re
+import tempfile
+
+MAGIC = b"EMUJIT2"
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CodeCache:
+    def __init__(self, directory, version):
+        if directory is None:
+            from .jit import default_cache_dir
+            directory = default_cache_dir()
+        self.dir = os.path.join(directory, version)
+        self.version = version
+        self.rejected = 0           # files found corrupt or foreign, and removed
+        self.ok = True
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+        except OSError:
+            self.ok = False         # e.g. a read-only home: run without a cache
+
+    def _obj_path(self, sha):
+        return os.path.join(self.dir, "o_%s.bin" % sha)
+
+    def _idx_path(self, name):
+        return os.path.join(self.dir, name + ".idx")
+
+    def _remove(self, path):
+        self.rejected += 1
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+    def get(self, name):
+        """(object sha, object bytes, {block: meta}) holding block ``name``, or None."""
+        if not self.ok:
+            return None
+        ip = self._idx_path(name)
+        try:
+            with open(ip, "rb") as f:
+                sha = f.read(200).decode("ascii", "replace").strip()
+        except OSError:
+            return None
+        if not _HEX.match(sha):
+            self._remove(ip)
+            return None
+        op = self._obj_path(sha)
+        try:
+            with open(op, "rb") as f:
+                data = f.read()
+        except OSError:
+            self._remove(ip)
+            return None
+        try:
+            head, obj = data.split(b"\n", 1)
+            magic, version, digest, meta = head.split(b" ", 3)
+            if magic != MAGIC or version.decode() != self.version:
+                raise ValueError("another format or JIT version")
+            if digest.decode() != sha or hashlib.sha256(obj).hexdigest() != sha:
+                raise ValueError("digest mismatch")
+            metas = json.loads(meta)
+            if not isinstance(metas, dict) or name not in metas:
+                raise ValueError("block not described")
+            for m in metas.values():
+                if not (isinstance(m, dict) and isinstance(m.get("n"), int) and m["n"] > 0
+                        and isinstance(m.get("slots"), int) and 0 <= m["slots"] < 64):
+                    raise ValueError("bad block description")
+        except (ValueError, UnicodeDecodeError):
+            self._remove(op)
+            self._remove(ip)
+            return None
+        return sha, obj, metas
+
+    def put(self, obj, metas):
+        """Store an object holding the blocks described by ``metas``; returns its sha."""
+        sha = hashlib.sha256(obj).hexdigest()
+        if not self.ok:
+            return sha
+        head = b" ".join((MAGIC, self.version.encode(), sha.encode(),
+                          json.dumps(metas, separators=(",", ":")).encode()))
+        try:
+            self._write(self._obj_path(sha), head + b"\n" + obj)
+            for name in metas:
+                self._write(self._idx_path(name), sha.encode())
+        except OSError:
+            pass
+        return sha
+
+    def _write(self, path, data):
+        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise

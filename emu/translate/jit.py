@@ -1,0 +1,486 @@
+"""Tier 1: compile hot interpreter blocks to native code and run them chained.
+
+The interpreter (cpu/interp.py) stays in charge of the run loop.  It counts
+how often each cached block runs and, at ``threshold``, asks ``compile``
+for native code; from then on its fast path calls ``enter`` instead of the
+block's closures.  Native code runs block after block (exit slots patched
+to their targets, a hash table for indirect transfers) and comes back only
+for: a block not compiled (yet), the instruction budget, a pending event,
+the run's stop address, an instruction without native semantics, a
+helper's guest exception, or a helper that changed what the native code
+relies on (self-modifying code, page mappings).  The exit codes are counted
+by reason (``counters``).
+
+The JIT attaches to a CPU from outside (``attach``): the interpreter knows
+only the ``tier1`` hook and works unchanged without it.
+"""
+import ctypes
+import hashlib
+import os
+import time
+import weakref
+
+from ..cpu.decode import decode
+from ..cpu.faults import CPUFault
+from ..cpu.state import CS
+from . import runtime as rt
+from . import llvm_engine
+from .codecache import CodeCache
+from .ir import BlockEmitter, Unsupported, module_text
+from .semantics import emit_instruction, supported
+
+VERSION = "emu-jit-1"
+DEFAULT_THRESHOLD = 16
+
+_JITS = weakref.WeakValueDictionary()       # context address -> JIT
+
+
+# --- helpers called from native code (one set per process) ------------------------------
+@llvm_engine.HELPER_PROTOS["emu_rd"]
+def _helper_rd(ctx, sreg, off, size, ahead):
+    jit = _JITS.get(ctx)
+    if jit is None:
+        return -1
+    return jit.helper_read(sreg, off, size, ahead)
+
+
+@llvm_engine.HELPER_PROTOS["emu_wr"]
+def _helper_wr(ctx, sreg, off, size, value, ahead):
+    jit = _JITS.get(ctx)
+    if jit is None:
+        return -1
+    return jit.helper_write(sreg, off, size, value, ahead)
+
+
+_helpers_registered = False
+
+
+def _register():
+    global _helpers_registered
+    if not _helpers_registered:
+        llvm_engine.register_helpers({"emu_rd": _helper_rd, "emu_wr": _helper_wr})
+        _helpers_registered = True
+
+
+MAX_BATCH = 16             # blocks per compiled module, at most
+
+
+class _Prep:
+    """A block decoded for tier 1, waiting to be compiled."""
+    __slots__ = ("blk", "insns", "eip0", "lin0", "xmax", "used", "name", "text", "meta")
+
+
+class NativeBlock:
+    """Compiled code of one interpreter block."""
+
+    __slots__ = ("name", "fn", "call", "n", "slots", "incoming", "pglobal", "key", "dead")
+
+
+class JIT:
+    def __init__(self, cpu, threshold=DEFAULT_THRESHOLD, cache_dir=None, use_cache=True):
+        _register()
+        self.cpu = cpu
+        self.threshold = max(0, int(threshold))
+        self.ctx = rt.Context(cpu)
+        self.engine = llvm_engine.Engine()
+        self.cache = CodeCache(cache_dir, VERSION) if use_cache else None
+        self.loaded = {}            # name -> NativeBlock (code objects in the engine)
+        self.objects = set()        # sha256 of every object file in the engine
+        self.warm = []              # blocks past half the threshold (see note_warm)
+        self.by_key = {}            # interpreter key -> NativeBlock
+        self.pending = None         # exception raised by a helper
+        self.pending_slot = None    # (slot address, eip, mode key) of the last empty-slot exit
+        self.dirty = False
+        self.entry_icount = 0
+        self.entry_budget = 0
+        self.compile_ms = []
+        self.counters = {
+            "blocks_compiled": 0, "modules_compiled": 0, "blocks_from_cache": 0, "cache_hits": 0,
+            "cache_misses": 0, "compile_ms_total": 0.0, "native_entries": 0,
+            "chain_hits": 0, "chains_patched": 0, "blocks_rejected": 0,
+            "native_instructions": 0, "invalidated": 0,
+            "exits": {n: 0 for n in rt.EXIT_NAMES},
+        }
+        _JITS[self.ctx.address] = self
+        # hooks into the layers below (they never import us)
+        interp = cpu.interp
+        interp.tier1 = self
+        interp.hot_threshold = self.threshold
+        cpu.mmu.tlb_listener = self._tlb_changed
+        for s in cpu.segs:
+            s.listener = self.ctx.seg_changed
+            self.ctx.seg_changed(s)
+
+    # --- hooks from below ---------------------------------------------------------------
+    def _tlb_changed(self, vpn):
+        self.ctx.tlb_flush(vpn)
+        self.dirty = True
+
+    def drop(self, blk):
+        """The interpreter dropped ``blk`` (self-modifying code, flush, remap)."""
+        nb = blk.native
+        blk.native = None
+        if nb is None or nb is False:
+            return
+        self.counters["invalidated"] += 1
+        self.dirty = True
+        if self.by_key.get(blk.key) is nb:
+            del self.by_key[blk.key]
+            self.ctx.disp_remove(blk.key)
+        for addr in nb.incoming:
+            ctypes.c_int64.from_address(addr).value = 0
+        nb.incoming = []
+
+    def drop_all(self):
+        self.dirty = True
+        for nb in self.by_key.values():
+            for addr in nb.incoming:
+                ctypes.c_int64.from_address(addr).value = 0
+            nb.incoming = []
+        self.by_key.clear()
+        self.ctx.disp_clear()
+        self.pending_slot = None
+
+    # --- helpers ------------------------------------------------------------------------
+    def _sync_clock(self, ahead):
+        w = self.ctx.words
+        self.cpu.icount = self.entry_icount + (self.entry_budget - int(w[rt.CTX_BUDGET])) - ahead
+
+    def helper_read(self, sreg, off, size, ahead):
+        cpu = self.cpu
+        try:
+            self._sync_clock(ahead)
+            v = cpu.mem.RD[size](sreg, off)
+            self._after_access(sreg, off)
+            return v
+        except BaseException as ex:          # delivered by enter() after the exit
+            self.pending = ex
+            return -1
+
+    def helper_write(self, sreg, off, size, value, ahead):
+        cpu = self.cpu
+        try:
+            self._sync_clock(ahead)
+            self.dirty = False
+            cpu.mem.WR[size](sreg, off, value & ((1 << (8 * size)) - 1))
+            self._after_access(sreg, off)
+            return 1 if self.dirty or cpu.event else 0
+        except BaseException as ex:
+            self.pending = ex
+            return -1
+
+    def _after_access(self, sreg, off):
+        cpu = self.cpu
+        lin = (cpu.segs[sreg].base + off) & 0xFFFFFFFF
+        self.ctx.tlb_fill(lin >> 12)
+        if cpu.event:
+            self.ctx.words[rt.CTX_EXIT_REQ] = 1
+
+    # --- compiling ------------------------------------------------------------------------
+    def note_warm(self, blk):
+        """The interpreter saw ``blk`` run a quarter of the threshold: compile it with
+        the next hot block (several blocks per module amortise LLVM's fixed
+        cost per module, JIT_NOTES.md)."""
+        if len(self.warm) < 4 * MAX_BATCH:
+            self.warm.append(blk)
+
+    def compile(self, blk):
+        """Give ``blk`` native code (from the code cache or compiled now),
+        together with the warm blocks waiting; a block tier 1 cannot run is
+        left with native = False."""
+        cpu = self.cpu
+        interp = cpu.interp
+        mode = interp.mode_key
+        batch = [blk]
+        for b in self.warm:
+            if len(batch) >= MAX_BATCH:
+                break
+            if b is not blk and b.native is None and interp.cache.get(b.key) is b \
+                    and b.key & ~0xFFFFFFFF == mode:
+                batch.append(b)
+        self.warm = []
+        todo = []
+        for b in batch:
+            p = self._prepare(b)
+            if p is None:
+                b.native = False
+                self.counters["blocks_rejected"] += 1
+                continue
+            nb = self.loaded.get(p.name)
+            if nb is None and self.cache is not None:
+                nb = self._from_cache(p.name)
+            if nb is not None:
+                self._install(b, nb, p)
+            else:
+                todo.append(p)
+        if todo:
+            self._compile_batch(todo)
+
+    def _prepare(self, blk):
+        """Decode blk's instructions for tier 1: a _Prep, or None."""
+        cpu = self.cpu
+        cs = cpu.segs[CS]
+        if not cs.big or cpu.v86 or blk.ppage is None:
+            return None
+        eip0 = blk.eips[0]
+        lin0 = (cs.base + eip0) & 0xFFFFFFFF
+        if cpu.mmu.rtlb.get(lin0 >> 12) != blk.ppage:
+            return None
+        length = (blk.end_eip - eip0) & 0xFFFFFFFF
+        if length == 0 or length > 4096:
+            return None
+        code = self._code_bytes(lin0, length + 15)
+        if code is None:
+            return None
+
+        def fetch(off):
+            i = (off - eip0) & 0xFFFFFFFF
+            if i >= len(code):
+                raise CPUFault(13, 0)
+            return code[i]
+
+        insns = []
+        pc = eip0
+        for _ in range(blk.n):
+            try:
+                ins = decode(fetch, pc, True)
+            except CPUFault:
+                break
+            if not supported(ins):
+                break
+            insns.append(ins)
+            pc = ins.next_eip & 0xFFFFFFFF
+            if "jmp" in ins.row.attrs:
+                break
+        if not insns:
+            return None
+        p = _Prep()
+        p.blk = blk
+        p.insns = insns
+        p.eip0 = eip0
+        p.lin0 = lin0
+        p.xmax = cs.xmax
+        p.used = (insns[-1].next_eip - eip0) & 0xFFFFFFFF
+        mode = (cs.big, cpu.R[14] & 1, cs.xmax, cs.base)
+        h = hashlib.sha256()
+        h.update(repr((VERSION, eip0, lin0, mode, len(insns))).encode())
+        h.update(bytes(code[:p.used]))
+        p.name = h.hexdigest()[:24]
+        return p
+
+    def _install(self, blk, nb, p):
+        vpn = p.lin0 >> 12
+        # the native TLB entry the block's code-page check expects
+        ctypes.c_int64.from_address(nb.pglobal).value = (vpn << 32) | blk.ppage
+        self.ctx.tlb_fill(vpn)
+        nb.key = blk.key
+        blk.native = nb
+        old = self.by_key.get(blk.key)
+        if old is not None and old is not nb:
+            for addr in old.incoming:
+                ctypes.c_int64.from_address(addr).value = 0
+            old.incoming = []
+        self.by_key[blk.key] = nb
+        self.ctx.disp_set(blk.key, nb.fn)
+
+    def _from_cache(self, name):
+        got = self.cache.get(name)
+        if got is None:
+            self.counters["cache_misses"] += 1
+            return None
+        sha, obj, metas = got
+        if sha in self.objects:           # loaded, but this block was not in it: cannot be
+            return None
+        try:
+            self._load(obj, sha, metas)
+        except RuntimeError:
+            return None
+        self.counters["cache_hits"] += 1
+        self.counters["blocks_from_cache"] += 1
+        return self.loaded.get(name)
+
+    def _load(self, obj, sha, metas):
+        """Add an object to the engine; register every block it holds."""
+        names = []
+        for name, m in metas.items():
+            if name in self.loaded:
+                continue
+            names += ["b_" + name, "p_" + name] + ["s_%s_%d" % (name, i) for i in range(m["slots"])]
+        addrs = self.engine.load(obj, names)
+        self.objects.add(sha)
+        for name, m in metas.items():
+            if name in self.loaded:
+                continue
+            nb = NativeBlock()
+            nb.name = name
+            nb.fn = addrs["b_" + name]
+            nb.call = llvm_engine.BLOCK_PROTO(nb.fn)
+            nb.n = m["n"]
+            nb.slots = [addrs["s_%s_%d" % (name, i)] for i in range(m["slots"])]
+            nb.pglobal = addrs["p_" + name]
+            nb.incoming = []
+            nb.key = None
+            nb.dead = False
+            self.loaded[name] = nb
+
+    def _compile_batch(self, preps):
+        """Emit IR for the prepared blocks and compile it: blocks that loop on
+        themselves one module each, optimised; the others in one module."""
+        plain, loops = [], []
+        for p in preps:
+            e, n = self._emit(p.name, p.insns, p.eip0, p.lin0, p.xmax, p.used)
+            if e is None:
+                p.blk.native = False
+                self.counters["blocks_rejected"] += 1
+                continue
+            p.text = e.function()
+            p.meta = {"n": n, "slots": e.slots}
+            (loops if e.has_loop else plain).append(p)
+        groups = [([p], True) for p in loops]
+        if plain:
+            groups.append((plain, False))
+        for group, optimise in groups:
+            t0 = time.perf_counter()
+            obj = llvm_engine.compile_object(module_text([p.text for p in group]),
+                                             optimise=optimise)
+            metas = {p.name: p.meta for p in group}
+            sha = hashlib.sha256(obj).hexdigest()
+            try:
+                self._load(obj, sha, metas)
+            except RuntimeError:
+                for p in group:
+                    p.blk.native = False
+                continue
+            dt = (time.perf_counter() - t0) * 1e3
+            if self.cache is not None:
+                self.cache.put(obj, metas)
+            self.counters["modules_compiled"] += 1
+            self.counters["blocks_compiled"] += len(group)
+            self.counters["compile_ms_total"] += dt
+            per = dt / len(group)
+            for p in group:
+                self.compile_ms.append(per)
+                nb = self.loaded.get(p.name)
+                if nb is not None:
+                    self._install(p.blk, nb, p)
+
+    def _code_bytes(self, lin, n):
+        """Guest code bytes at linear ``lin`` (RAM pages only), or None."""
+        cpu = self.cpu
+        out = bytearray()
+        ram = cpu.phys.ram
+        while n > 0:
+            vpn = lin >> 12
+            base = cpu.mmu.rtlb.get(vpn)
+            if base is None:
+                if not out:
+                    return None
+                break
+            chunk = min(n, 0x1000 - (lin & 0xFFF))
+            off = base | (lin & 0xFFF)
+            out += ram[off:off + chunk]
+            n -= chunk
+            lin = (lin + chunk) & 0xFFFFFFFF
+        return bytes(out)
+
+    def _emit(self, name, insns, eip0, lin0, xmax, span):
+        n = len(insns)
+        while True:
+            e = BlockEmitter(name, eip0, lin0, n, xmax)
+            e.span = span
+            try:
+                for i, ins in enumerate(insns[:n]):
+                    e.begin(i, ins)
+                    emit_instruction(e, ins)
+                    e.finish()
+                    if e.ended:
+                        break
+            except Unsupported:
+                n = i
+                if n == 0:
+                    return None, 0
+                continue
+            if not e.ended:
+                last = insns[n - 1]
+                nxt = last.next_eip & 0xFFFFFFFF
+                if n < len(insns):
+                    e.exit_interp(nxt, n)
+                else:
+                    e.exit_direct(nxt, n)
+            return e, n
+
+    # --- running ----------------------------------------------------------------------------
+    def enter(self, blk, budget, until):
+        """Run native code starting with ``blk`` (EIP = its start).
+        Returns (instructions retired, guest fault or None)."""
+        cpu = self.cpu
+        ctx = self.ctx
+        w = ctx.words
+        interp = cpu.interp
+        mode_key = interp.mode_key
+        ps = self.pending_slot
+        if ps is not None:
+            self.pending_slot = None
+            addr, eip, mk = ps
+            if mk == mode_key and eip == blk.eips[0]:
+                ctypes.c_int64.from_address(addr).value = blk.native.fn
+                blk.native.incoming.append(addr)
+                self.counters["chains_patched"] += 1
+        # the fast path checked blk.ppage against mmu.rtlb: make the native TLB
+        # agree, so the block's code-page check passes (it may have been flushed)
+        vpn = (blk.key & 0xFFFFFFFF) >> 12
+        i = vpn & (rt.NTLB - 1)
+        exp = (vpn << 32) | blk.ppage
+        if ctx.tlbr[i] != exp:
+            ctx.tlbr[i] = exp
+            ctx.tlb_filled = True
+        w[rt.CTX_BUDGET] = budget
+        w[rt.CTX_UNTIL] = rt.NO_UNTIL if until is None else until
+        w[rt.CTX_MODE] = mode_key
+        w[rt.CTX_EXIT_REQ] = 0
+        w[rt.CTX_SLOT] = 0
+        self.entry_icount = cpu.icount
+        self.entry_budget = budget
+        interp.cur_iter = None
+        self.counters["native_entries"] += 1
+        rc = blk.native.call(ctx.address)
+        done = budget - int(w[rt.CTX_BUDGET])
+        cpu.icount = self.entry_icount + done
+        self.counters["native_instructions"] += done
+        self.counters["exits"][rt.EXIT_NAMES[rc]] += 1
+        if rc == rt.EXIT_FAULT:
+            ex = self.pending
+            self.pending = None
+            if isinstance(ex, CPUFault):
+                return done, ex
+            raise ex
+        if rc == rt.EXIT_LOOKUP:
+            slot = int(w[rt.CTX_SLOT])
+            if slot:
+                self.pending_slot = (slot, cpu.R[8], mode_key)
+        elif rc == rt.EXIT_BAIL:
+            blk.native = False           # its run-time assumption (SS.B) does not hold here
+        return done, None
+
+    def stats(self):
+        c = dict(self.counters)
+        c["exits"] = dict(c["exits"])
+        # every native block entry passes the prologue, which counts it; those
+        # not made by Python are native-to-native transfers
+        c["chain_hits"] = int(self.ctx.words[rt.CTX_CHAINS]) - c["native_entries"]
+        ms = sorted(self.compile_ms)
+        c["compile_ms_median"] = ms[len(ms) // 2] if ms else None
+        return c
+
+
+def attach(cpu, threshold=DEFAULT_THRESHOLD, cache_dir=None, use_cache=True):
+    """Give ``cpu`` a tier-1 JIT; returns it."""
+    return JIT(cpu, threshold=threshold, cache_dir=cache_dir, use_cache=use_cache)
+
+
+def default_cache_dir():
+    d = os.environ.get("EMU_JIT_CACHE_DIR")
+    if d:
+        return d
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "emu", "jit")
