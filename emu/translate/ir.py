@@ -823,6 +823,8 @@ def module_text(functions):
         for size in (1, 2, 4):
             if "@%s%d(" % (kind, size) in body:
                 parts.append(mem_routine(kind, size))
+    if "@llvm.bswap.i32" in body:
+        parts.append("declare i32 @llvm.bswap.i32(i32)\n")
     if "@mat(" in body:
         parts.append(MAT_FN)
     elif "@llvm.ctpop.i32" in body:

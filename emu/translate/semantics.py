@@ -29,7 +29,9 @@ def family(*names):
 
 
 def _check_common(e, ins):
-    if ins.adsize != 32 or ins.rep is not None or ins.lock:
+    # LOCK: one emulated processor makes every instruction atomic; the
+    # decoder has already raised #UD where the opcode table does not allow it
+    if ins.adsize != 32 or ins.rep is not None:
         raise Unsupported("prefix")
 
 
@@ -429,6 +431,10 @@ def ret(e, ins):
     e.ended = True
 
 
+def _register_more():
+    from . import semantics_more  # noqa: F401  (registers its families in FAMILIES)
+
+
 def emit_instruction(e, ins):
     """Emit one instruction; raises Unsupported when tier 1 has no semantics."""
     fam = FAMILIES.get(ins.row.build)
@@ -443,6 +449,9 @@ def supported(ins):
     """Cheap pre-check used to size a block before emitting it."""
     if FAMILIES.get(ins.row.build) is None or "sens" in ins.row.attrs:
         return False
-    if ins.adsize != 32 or ins.rep is not None or ins.lock:
+    if ins.adsize != 32 or ins.rep is not None:
         return False
     return True
+
+
+_register_more()
