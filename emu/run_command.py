@@ -25,6 +25,9 @@ exit codes:
   5  emulator error: something emu does not support or could not do
      (an unimplemented instruction, a device or firmware failure, NASM or
      SeaBIOS missing, interrupted)
+  6  kernel panic: the guest's serial output showed Linux's "Kernel panic -
+     not syncing" (emu/frontend/panic_watch.py); the run ends at the
+     panic's "---[ end Kernel panic" line
 At exit a one-line reason is printed on stderr; after a non-zero exit also
 the last lines the guest wrote to its serial port."""
 

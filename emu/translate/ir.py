@@ -23,6 +23,8 @@ and the translation of the block's code page, compared with the native TLB
 entry it was compiled against (a remapped page runs the interpreter's
 lookup, which decodes what is there now).
 """
+import re
+
 from ..cpu.flags import K_ADD, K_ADC1, K_SUB, K_SBB1, K_LOGIC, K_INC, K_DEC, K_NEG, K_RES
 from . import runtime as rt
 from .llvm_engine import HELPER_DECLS
@@ -34,7 +36,7 @@ _LF = ("lop", "lres", "la", "lb", "lfl")     # allocas: LF_OP LF_RES LF_A LF_B E
 _LF_WORD = (10, 11, 12, 13, 9)
 
 MAT_FN = r"""
-define internal i32 @mat(i32 %op, i32 %res, i32 %a, i32 %b, i32 %fl) {
+define internal i32 @emurt_mat(i32 %op, i32 %res, i32 %a, i32 %b, i32 %fl) {
 entry:
   %z = icmp eq i32 %op, 0
   br i1 %z, label %exact, label %lazy
@@ -176,6 +178,7 @@ class BlockEmitter:
         self.has_loop = False
         self.cur_label = "body"
         self.exits = []   # (pred label, eip, retired, exit code, slot global): see _exit_block
+        self.helper_ops = []          # EIPs of instructions run through emu_op
 
     # --- basics ----------------------------------------------------------------
     def t(self):
@@ -214,6 +217,55 @@ class BlockEmitter:
         or mappings under us, or an event is pending)."""
         if self.stop_used and not self.ended:
             self.to_shared("stop_after", self.op("load i1, ptr %stop"), self.next_eip, self.i + 1)
+
+    # --- instructions without native semantics ----------------------------------
+    _SNAP = ("known", "stop_used", "stop_var", "has_loop", "ended", "uses_stack", "needs_mat",
+             "slots")
+
+    def checkpoint(self):
+        return (len(self.body), len(self.exits), set(self.used), set(self.dirty),
+                set(self.mem_used), len(self.helper_ops),
+                tuple(getattr(self, a) for a in self._SNAP))
+
+    def rollback(self, cp):
+        nb, nx, used, dirty, mem, nh, rest = cp
+        del self.body[nb:]
+        del self.exits[nx:]
+        self.used, self.dirty, self.mem_used = used, dirty, mem
+        del self.helper_ops[nh:]
+        for a, v in zip(self._SNAP, rest):
+            setattr(self, a, v)
+        self.cur_label = self._label_at(nb)
+
+    def _label_at(self, nb):
+        for line in reversed(self.body[:nb]):
+            if line.endswith(":") and not line.startswith(" "):
+                return line[:-1]
+        return "body"
+
+    def helper_op(self, ins):
+        """Run the instruction through the interpreter's own closure, called
+        from native code (helper ``emu_op``): the registers go back to the
+        state struct first and are reloaded after, so the closure sees and
+        leaves the exact architectural state.  Sensitive instructions take
+        this path too: the closure *is* the checked VMM helper."""
+        self.helper_ops.append(ins.eip)
+        k = len(self.helper_ops)
+        self.emit(";;FLUSH %d" % k)
+        self.emit("store i32 %d, ptr %%R8" % ins.eip)
+        r = self.op("call i32 @emu_op(i64 %%ctx, i32 %d, i32 %d)" % (ins.eip, self._ahead()))
+        self.emit(";;RELOAD %d" % k)
+        self.known = None
+        self.to_shared("fault", self.op("icmp slt i32 %s, 0" % r), self.eip, self.i)
+        if "jmp" in ins.row.attrs:
+            # it set EIP itself (a far transfer, INT, IRET, HLT, ...): back to Python
+            eipv = self.op("load i32, ptr %R8")
+            self.exits.append((self.cur_label, eipv, self.i + 1, rt.EXIT_STOP_AFTER, "null"))
+            self.emit("br label %exit")
+            self.ended = True
+            return
+        self.to_shared("interp", self.op("icmp eq i32 %s, 2" % r), self.eip, self.i)
+        self.to_shared("stop_after", self.op("icmp eq i32 %s, 1" % r), self.next_eip, self.i + 1)
 
     def to_shared(self, kind, cond, eip, retired):
         """Branch to the shared exit ``kind`` when i1 ``cond`` holds."""
@@ -291,7 +343,7 @@ class BlockEmitter:
         keeps the IR of a block small, which is what its compile time depends
         on; modules compiled with optimisation inline it."""
         self.mem_used.add("ld%d" % size)
-        r = self.op("call i64 @ld%d(i64 %%ctx, i32 %d, i32 %s, i32 %d)"
+        r = self.op("call i64 @emurt_ld%d(i64 %%ctx, i32 %d, i32 %s, i32 %d)"
                     % (size, seg, off, self._ahead()))
         neg = self.op("icmp slt i64 %s, 0" % r)
         self.exits.append((self.cur_label, str(self.eip), self.i, rt.EXIT_FAULT, "null"))
@@ -305,7 +357,7 @@ class BlockEmitter:
         self.mem_used.add("st%d" % size)
         self.stop_used = True
         self.stop_var = True
-        r = self.op("call i32 @st%d(i64 %%ctx, i32 %d, i32 %s, i32 %s, i32 %d)"
+        r = self.op("call i32 @emurt_st%d(i64 %%ctx, i32 %d, i32 %s, i32 %s, i32 %d)"
                     % (size, seg, off, val, self._ahead()))
         neg = self.op("icmp slt i32 %s, 0" % r)
         self.exits.append((self.cur_label, str(self.eip), self.i, rt.EXIT_FAULT, "null"))
@@ -362,7 +414,7 @@ class BlockEmitter:
     def eflags(self):
         """Materialised EFLAGS as an i32 (the lazy record stays as it is)."""
         self.needs_mat = True
-        return self.op("call i32 @mat(i32 %s, i32 %s, i32 %s, i32 %s, i32 %s)"
+        return self.op("call i32 @emurt_mat(i32 %s, i32 %s, i32 %s, i32 %s, i32 %s)"
                        % (self.lf(0), self.lf(1), self.lf(2), self.lf(3), self.lf(4)))
 
     def _bit(self, fl, bit):
@@ -555,7 +607,7 @@ class BlockEmitter:
         out.append("  ret i32 %x_k")
         out.append("x_dyn:")
         if any(k == CHAIN_DISPATCH for _, _, _, k, _ in ex):
-            out.append("  %x_f2 = call i64 @dispatch(i64 %ctx, i32 %x_e)")
+            out.append("  %x_f2 = call i64 @emurt_dispatch(i64 %ctx, i32 %x_e)")
             out.append("  %x_z2 = icmp eq i64 %x_f2, 0")
             out.append("  br i1 %x_z2, label %x_miss2, label %x_go")
             out.append("x_miss2:")
@@ -577,7 +629,7 @@ class BlockEmitter:
 
     def _prologue_call(self, var):
         vpn = self.lin >> 12
-        return ("  %%%s = call i32 @prologue(i64 %%ctx, i32 %d, ptr @p_%s, i64 %d, i64 %d, "
+        return ("  %%%s = call i32 @emurt_prologue(i64 %%ctx, i32 %d, ptr @p_%s, i64 %d, i64 %d, "
                 "i64 %d, i32 %d)" % (var, vpn & (rt.NTLB - 1), self.name, self.n, self.start,
                                       max(1, self.span), 1 if self.uses_stack else 0))
 
@@ -629,7 +681,19 @@ class BlockEmitter:
         out.append("body:")
         if self.stop_var:
             out.append("  store i1 false, ptr %stop")
-        out.extend(self.body)
+        for line in self.body:
+            if line.startswith("  ;;FLUSH "):
+                k = line.split()[1]
+                for w in sorted(self.dirty):
+                    out.append("  %%hf%s_%d = load i32, ptr %%v%d" % (k, w, w))
+                    out.append("  store i32 %%hf%s_%d, ptr %%R%d" % (k, w, w))
+            elif line.startswith("  ;;RELOAD "):
+                k = line.split()[1]
+                for w in sorted(self.used):
+                    out.append("  %%hr%s_%d = load i32, ptr %%R%d" % (k, w, w))
+                    out.append("  store i32 %%hr%s_%d, ptr %%v%d" % (k, w, w))
+            else:
+                out.append(line)
         out.extend(stubs)
         out.append("}")
         return "\n".join(out) + "\n"
@@ -637,7 +701,7 @@ class BlockEmitter:
 
 PROLOGUE_GO = 255
 PROLOGUE_FN = """
-define internal i32 @prologue(i64 %%ctx, i32 %%slot, ptr %%pg, i64 %%n, i64 %%start, i64 %%span,
+define internal i32 @emurt_prologue(i64 %%ctx, i32 %%slot, ptr %%pg, i64 %%n, i64 %%start, i64 %%span,
                               i32 %%stack) alwaysinline {
 entry:
   %%cp = inttoptr i64 %%ctx to ptr
@@ -695,7 +759,7 @@ go:
            until_code=rt.EXIT_UNTIL, event_code=rt.EXIT_EVENT, go=PROLOGUE_GO)
 
 DISPATCH_FN = """
-define internal i64 @dispatch(i64 %%ctx, i32 %%eip) {
+define internal i64 @emurt_dispatch(i64 %%ctx, i32 %%eip) {
 entry:
   %%cp = inttoptr i64 %%ctx to ptr
   %%csp = getelementptr i64, ptr %%cp, i64 %(csbase)d
@@ -746,10 +810,10 @@ def mem_routine(kind, size):
     lo_w, hi_w = (1, 2) if ld else (3, 4)
     out = []
     if ld:
-        out.append("define internal i64 @ld%d(i64 %%ctx, i32 %%seg, i32 %%off, i32 %%ahead) "
+        out.append("define internal i64 @emurt_ld%d(i64 %%ctx, i32 %%seg, i32 %%off, i32 %%ahead) "
                    "alwaysinline {" % size)
     else:
-        out.append("define internal i32 @st%d(i64 %%ctx, i32 %%seg, i32 %%off, i32 %%val, "
+        out.append("define internal i32 @emurt_st%d(i64 %%ctx, i32 %%seg, i32 %%off, i32 %%val, "
                    "i32 %%ahead) alwaysinline {" % size)
     out.append("entry:")
     out.append("  %cp = inttoptr i64 %ctx to ptr")
@@ -812,21 +876,70 @@ def mem_routine(kind, size):
     return "\n".join(out) + "\n"
 
 
-def module_text(functions):
-    """One LLVM module holding the given block functions (``function()``
-    texts) with the declarations and shared routines they use."""
-    body = "".join(functions)
-    parts = [HELPER_DECLS, body, PROLOGUE_FN]
-    if "@dispatch(" in body:
-        parts.append(DISPATCH_FN)
+ROUTINES = ("emurt_prologue", "emurt_dispatch", "emurt_mat") + tuple(
+    "emurt_%s%d" % (k, n) for k in ("ld", "st") for n in (1, 2, 4))
+
+
+def _routine_defs():
+    """{name: IR definition (internal, alwaysinline where it helps)}."""
+    defs = {"emurt_prologue": PROLOGUE_FN, "emurt_dispatch": DISPATCH_FN,
+            "emurt_mat": MAT_FN.replace("declare i32 @llvm.ctpop.i32(i32)\n", "")}
     for kind in ("ld", "st"):
         for size in (1, 2, 4):
-            if "@%s%d(" % (kind, size) in body:
-                parts.append(mem_routine(kind, size))
-    if "@llvm.bswap.i32" in body:
-        parts.append("declare i32 @llvm.bswap.i32(i32)\n")
-    if "@mat(" in body:
-        parts.append(MAT_FN)
-    elif "@llvm.ctpop.i32" in body:
-        parts.append("declare i32 @llvm.ctpop.i32(i32)\n")
+            defs["emurt_%s%d" % (kind, size)] = mem_routine(kind, size)
+    return defs
+
+
+_DEFS = None
+
+
+def _intrinsics(text):
+    out = []
+    if "@llvm.ctpop.i32" in text:
+        out.append("declare i32 @llvm.ctpop.i32(i32)\n")
+    if "@llvm.bswap.i32" in text:
+        out.append("declare i32 @llvm.bswap.i32(i32)\n")
+    for w in (8, 16, 32):
+        for f in ("fshl", "fshr"):
+            if "@llvm.%s.i%d" % (f, w) in text:
+                out.append("declare i%d @llvm.%s.i%d(i%d, i%d, i%d)\n" % (w, f, w, w, w, w))
+    return out
+
+
+def module_text(functions, inline_routines=False):
+    """One LLVM module holding the given block functions (``function()``
+    texts).  The routines they call (prologue, dispatch, memory accesses,
+    flag materialisation) are either defined in the module, internal and
+    always inlined (optimised modules: a loop wants its memory accesses
+    inline), or declared: they then come from the runtime object every
+    engine loads first (``runtime_module_text``), which keeps the module of
+    an ordinary block small and its compile time low."""
+    global _DEFS
+    if _DEFS is None:
+        _DEFS = _routine_defs()
+    body = "".join(functions)
+    parts = [HELPER_DECLS, body]
+    for name in ROUTINES:
+        if "@%s(" % name not in body:
+            continue
+        d = _DEFS[name]
+        if inline_routines:
+            parts.append(d)
+        else:
+            head = d[d.index("define"):d.index("{")]
+            head = head.replace("define internal", "declare").replace("alwaysinline", "")
+            # drop parameter names: "i64 %ctx" -> "i64"
+            head = re.sub(r"(i\d+|ptr) %%?\w+", r"\1", head)
+            parts.append(head.strip() + "\n")
+    all_text = "".join(parts)
+    parts.extend(_intrinsics(all_text))
     return "".join(parts)
+
+
+def runtime_module_text():
+    """The routines as externally visible functions: one object per engine."""
+    global _DEFS
+    if _DEFS is None:
+        _DEFS = _routine_defs()
+    text = "".join(d.replace("define internal", "define") for d in _DEFS.values())
+    return HELPER_DECLS + text + "".join(_intrinsics(text))

@@ -21,7 +21,7 @@ import time
 import weakref
 
 from ..cpu.decode import decode
-from ..cpu.faults import CPUFault
+from ..cpu.faults import CPUFault, Restart
 from ..cpu.state import CS
 from . import runtime as rt
 from . import llvm_engine
@@ -52,13 +52,24 @@ def _helper_wr(ctx, sreg, off, size, value, ahead):
     return jit.helper_write(sreg, off, size, value, ahead)
 
 
+@llvm_engine.HELPER_PROTOS["emu_op"]
+def _helper_op(ctx, eip, ahead):
+    jit = _JITS.get(ctx)
+    if jit is None:
+        return -1
+    return jit.helper_op(eip, ahead)
+
+
 _helpers_registered = False
 
 
 def _register():
     global _helpers_registered
     if not _helpers_registered:
-        llvm_engine.register_helpers({"emu_rd": _helper_rd, "emu_wr": _helper_wr})
+        from .ir import ROUTINES, runtime_module_text
+        llvm_engine.set_runtime(ROUTINES, runtime_module_text())
+        llvm_engine.register_helpers({"emu_rd": _helper_rd, "emu_wr": _helper_wr,
+                                      "emu_op": _helper_op})
         _helpers_registered = True
 
 
@@ -73,7 +84,7 @@ class _Prep:
 class NativeBlock:
     """Compiled code of one interpreter block."""
 
-    __slots__ = ("name", "fn", "call", "n", "slots", "incoming", "pglobal", "key", "dead")
+    __slots__ = ("name", "fn", "call", "n", "slots", "incoming", "pglobal", "key", "dead", "ops")
 
 
 class JIT:
@@ -87,6 +98,7 @@ class JIT:
         self.loaded = {}            # name -> NativeBlock (code objects in the engine)
         self.objects = set()        # sha256 of every object file in the engine
         self.warm = []              # blocks past half the threshold (see note_warm)
+        self.op_closures = {}       # lin | mode key -> interpreter closure (helper_op)
         self.by_key = {}            # interpreter key -> NativeBlock
         self.pending = None         # exception raised by a helper
         self.pending_slot = None    # (slot address, eip, mode key) of the last empty-slot exit
@@ -98,7 +110,7 @@ class JIT:
             "blocks_compiled": 0, "modules_compiled": 0, "blocks_from_cache": 0, "cache_hits": 0,
             "cache_misses": 0, "compile_ms_total": 0.0, "native_entries": 0,
             "chain_hits": 0, "chains_patched": 0, "blocks_rejected": 0,
-            "native_instructions": 0, "invalidated": 0,
+            "native_instructions": 0, "invalidated": 0, "helper_ops": 0,
             "exits": {n: 0 for n in rt.EXIT_NAMES},
         }
         _JITS[self.ctx.address] = self
@@ -113,8 +125,10 @@ class JIT:
 
     # --- hooks from below ---------------------------------------------------------------
     def _tlb_changed(self, vpn):
+        # Native code re-reads the native TLB at every access and every block
+        # checks its code page on entry, so a dropped translation needs no
+        # stop: the next access misses and asks the MMU.
         self.ctx.tlb_flush(vpn)
-        self.dirty = True
 
     def drop(self, blk):
         """The interpreter dropped ``blk`` (self-modifying code, flush, remap)."""
@@ -143,8 +157,8 @@ class JIT:
 
     # --- helpers ------------------------------------------------------------------------
     def _sync_clock(self, ahead):
-        w = self.ctx.words
-        self.cpu.icount = self.entry_icount + (self.entry_budget - int(w[rt.CTX_BUDGET])) - ahead
+        w = self.ctx.W
+        self.cpu.icount = self.entry_icount + (self.entry_budget - w[rt.CTX_BUDGET]) - ahead
 
     def helper_read(self, sreg, off, size, ahead):
         cpu = self.cpu
@@ -169,12 +183,36 @@ class JIT:
             self.pending = ex
             return -1
 
+    def helper_op(self, eip, ahead):
+        """Native code hands one instruction to its interpreter closure."""
+        cpu = self.cpu
+        interp = cpu.interp
+        try:
+            self._sync_clock(ahead)
+            mode = interp.mode_key
+            f = self.op_closures.get(((cpu.segs[CS].base + eip) & 0xFFFFFFFF) | mode)
+            if f is None:
+                return 2
+            self.counters["helper_ops"] += 1
+            self.dirty = False
+            f()
+            if self.dirty or cpu.event or interp.mode_key != mode:
+                if cpu.event:
+                    self.ctx.W[rt.CTX_EXIT_REQ] = 1
+                return 1
+            return 0
+        except Restart:
+            return 2             # a REP instruction did a chunk: the interpreter resumes it
+        except BaseException as ex:
+            self.pending = ex
+            return -1
+
     def _after_access(self, sreg, off):
         cpu = self.cpu
         lin = (cpu.segs[sreg].base + off) & 0xFFFFFFFF
         self.ctx.tlb_fill(lin >> 12)
         if cpu.event:
-            self.ctx.words[rt.CTX_EXIT_REQ] = 1
+            self.ctx.W[rt.CTX_EXIT_REQ] = 1
 
     # --- compiling ------------------------------------------------------------------------
     def note_warm(self, blk):
@@ -246,8 +284,6 @@ class JIT:
                 ins = decode(fetch, pc, True)
             except CPUFault:
                 break
-            if not supported(ins):
-                break
             insns.append(ins)
             pc = ins.next_eip & 0xFFFFFFFF
             if "jmp" in ins.row.attrs:
@@ -269,6 +305,17 @@ class JIT:
         return p
 
     def _install(self, blk, nb, p):
+        if nb.ops:
+            cpu = self.cpu
+            base = cpu.segs[CS].base
+            mode = cpu.interp.mode_key
+            by_eip = {ins.eip: ins for ins in p.insns}
+            for eip in nb.ops:
+                ins = by_eip.get(eip)
+                if ins is None:             # cannot happen for a matching key
+                    blk.native = False
+                    return
+                self.op_closures[((base + eip) & 0xFFFFFFFF) | mode] = cpu.interp._build(ins)
         vpn = p.lin0 >> 12
         # the native TLB entry the block's code-page check expects
         ctypes.c_int64.from_address(nb.pglobal).value = (vpn << 32) | blk.ppage
@@ -316,6 +363,7 @@ class JIT:
             nb.fn = addrs["b_" + name]
             nb.call = llvm_engine.BLOCK_PROTO(nb.fn)
             nb.n = m["n"]
+            nb.ops = m.get("ops", [])
             nb.slots = [addrs["s_%s_%d" % (name, i)] for i in range(m["slots"])]
             nb.pglobal = addrs["p_" + name]
             nb.incoming = []
@@ -334,15 +382,15 @@ class JIT:
                 self.counters["blocks_rejected"] += 1
                 continue
             p.text = e.function()
-            p.meta = {"n": n, "slots": e.slots}
+            p.meta = {"n": n, "slots": e.slots, "ops": e.helper_ops}
             (loops if e.has_loop else plain).append(p)
         groups = [([p], True) for p in loops]
         if plain:
             groups.append((plain, False))
         for group, optimise in groups:
             t0 = time.perf_counter()
-            obj = llvm_engine.compile_object(module_text([p.text for p in group]),
-                                             optimise=optimise)
+            obj = llvm_engine.compile_object(
+                module_text([p.text for p in group], inline_routines=optimise), optimise=optimise)
             metas = {p.name: p.meta for p in group}
             sha = hashlib.sha256(obj).hexdigest()
             try:
@@ -384,30 +432,25 @@ class JIT:
         return bytes(out)
 
     def _emit(self, name, insns, eip0, lin0, xmax, span):
+        """IR for the block: native semantics where a family has them, the
+        interpreter's closure through emu_op for every other instruction."""
         n = len(insns)
-        while True:
-            e = BlockEmitter(name, eip0, lin0, n, xmax)
-            e.span = span
+        e = BlockEmitter(name, eip0, lin0, n, xmax)
+        e.span = span
+        for i, ins in enumerate(insns):
+            e.begin(i, ins)
+            cp = e.checkpoint()
             try:
-                for i, ins in enumerate(insns[:n]):
-                    e.begin(i, ins)
-                    emit_instruction(e, ins)
-                    e.finish()
-                    if e.ended:
-                        break
+                emit_instruction(e, ins)
             except Unsupported:
-                n = i
-                if n == 0:
-                    return None, 0
-                continue
-            if not e.ended:
-                last = insns[n - 1]
-                nxt = last.next_eip & 0xFFFFFFFF
-                if n < len(insns):
-                    e.exit_interp(nxt, n)
-                else:
-                    e.exit_direct(nxt, n)
-            return e, n
+                e.rollback(cp)
+                e.helper_op(ins)
+            e.finish()
+            if e.ended:
+                break
+        if not e.ended:
+            e.exit_direct(insns[-1].next_eip & 0xFFFFFFFF, n)
+        return e, n
 
     # --- running ----------------------------------------------------------------------------
     def enter(self, blk, budget, until):
@@ -415,7 +458,7 @@ class JIT:
         Returns (instructions retired, guest fault or None)."""
         cpu = self.cpu
         ctx = self.ctx
-        w = ctx.words
+        w = ctx.W
         interp = cpu.interp
         mode_key = interp.mode_key
         ps = self.pending_slot
@@ -431,8 +474,8 @@ class JIT:
         vpn = (blk.key & 0xFFFFFFFF) >> 12
         i = vpn & (rt.NTLB - 1)
         exp = (vpn << 32) | blk.ppage
-        if ctx.tlbr[i] != exp:
-            ctx.tlbr[i] = exp
+        if ctx.TR[i] != exp:
+            ctx.TR[i] = exp
             ctx.tlb_filled = True
         w[rt.CTX_BUDGET] = budget
         w[rt.CTX_UNTIL] = rt.NO_UNTIL if until is None else until
@@ -444,7 +487,7 @@ class JIT:
         interp.cur_iter = None
         self.counters["native_entries"] += 1
         rc = blk.native.call(ctx.address)
-        done = budget - int(w[rt.CTX_BUDGET])
+        done = budget - w[rt.CTX_BUDGET]
         cpu.icount = self.entry_icount + done
         self.counters["native_instructions"] += done
         self.counters["exits"][rt.EXIT_NAMES[rc]] += 1
@@ -455,7 +498,7 @@ class JIT:
                 return done, ex
             raise ex
         if rc == rt.EXIT_LOOKUP:
-            slot = int(w[rt.CTX_SLOT])
+            slot = w[rt.CTX_SLOT]
             if slot:
                 self.pending_slot = (slot, cpu.R[8], mode_key)
         elif rc == rt.EXIT_BAIL:

@@ -30,12 +30,27 @@ HELPER_PROTOS = {
     # i32 emu_wr(ctx, sreg, offset, size, value, ahead): 0 ok, 1 ok + stop after, < 0 fault
     "emu_wr": ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_int32,
                                ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint32, ctypes.c_int32),
+    # i32 emu_op(ctx, eip, ahead): run the interpreter's closure of the
+    # instruction at eip (0 go on, 1 stop after it, 2 interpret it, < 0 fault)
+    "emu_op": ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_uint32, ctypes.c_int32),
 }
 HELPER_DECLS = (
     "declare i64 @emu_rd(i64, i32, i32, i32, i32)\n"
     "declare i32 @emu_wr(i64, i32, i32, i32, i32, i32)\n"
+    "declare i32 @emu_op(i64, i32, i32)\n"
 )
 BLOCK_PROTO = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
+RUNTIME_NAMES = frozenset()     # set by set_runtime(): routines every engine holds
+_runtime_text = None
+_runtime_obj = None
+
+
+def set_runtime(names, text):
+    """The runtime module (ir.runtime_module_text): compiled once per process,
+    loaded into every engine before any block."""
+    global RUNTIME_NAMES, _runtime_text
+    RUNTIME_NAMES = frozenset(names)
+    _runtime_text = text
 
 
 def initialise():
@@ -81,7 +96,8 @@ def compile_object(ir_text, optimise=False):
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
     for f in mod.functions:
-        if f.is_declaration and f.name not in HELPER_PROTOS and not f.name.startswith("llvm."):
+        if f.is_declaration and f.name not in HELPER_PROTOS and not f.name.startswith("llvm.") \
+                and f.name not in RUNTIME_NAMES:
             raise ValueError("IR calls undefined function %s" % f.name)
     pto = llvm.create_pipeline_tuning_options(speed_level=0)
     pb = llvm.create_pass_builder(tm, pto)
@@ -112,6 +128,12 @@ class Engine:
             opt=0, reloc="pic", codemodel="small")
         self._empty = llvm.parse_assembly("")
         self.ee = llvm.create_mcjit_compiler(self._empty, tm)
+        global _runtime_obj
+        if _runtime_text is not None:
+            if _runtime_obj is None:
+                _runtime_obj = compile_object(_runtime_text, optimise=True)
+            self.ee.add_object_file(llvm.ObjectFileRef.from_data(_runtime_obj))
+            self.ee.finalize_object()
 
     def load(self, obj, names):
         """Add an object file; return {name: address} for the given symbols."""

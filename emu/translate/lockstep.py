@@ -192,6 +192,17 @@ class _Side:
         return cpu.icount - start, reason
 
 
+def detach(cpu):
+    """Take tier 1 off ``cpu`` again: the interpreter alone runs it."""
+    interp = cpu.interp
+    interp.tier1 = None
+    interp.hot_threshold = 0
+    cpu.mmu.tlb_listener = None
+    for s in cpu.segs:
+        s.listener = None
+    cpu.event = True             # the run loop's fast path caches tier1: make it look again
+
+
 def _block_len(cpu):
     """Instructions in the interpreter's block at EIP (1 if it cannot be decoded)."""
     interp = cpu.interp
@@ -204,11 +215,19 @@ def _block_len(cpu):
     return max(1, blk.n)
 
 
-def run_lockstep(build, max_insns, ram=True, history=8, compare_every=1):
+def run_lockstep(build, max_insns, ram=True, history=8, compare_every=1, ram_every=1,
+                 poke=None, max_steps=None):
     """Run ``build()``'s guest under tier 1 and under the interpreter alone,
-    comparing after every block (every ``compare_every`` steps; always at the
-    end).  Stops at max_insns retired instructions, HLT, a reported fault
-    (stop_on_exception) or a VM stop, when both sides stop alike.
+    comparing after every block (every ``compare_every`` steps, RAM every
+    ``ram_every`` comparisons; everything at the end).  Stops at max_insns
+    retired instructions, HLT, a reported fault (stop_on_exception) or a VM
+    stop, when both sides stop alike.
+
+    ``poke(x, stop)``, when given, is called for each side (JIT side first)
+    after every step, with the step's stop reason (None, "hlt", ...): it may
+    inject what a device would (``Emu.interrupt``), the same on both sides
+    since their states are equal.  When a step ends in HLT and ``poke``
+    returns true for both, the run goes on.
 
     Returns a report dict: steps, native_steps, instructions, native_instructions,
     stop, and the JIT's stats().  Raises Divergence at the first difference."""
@@ -220,7 +239,7 @@ def run_lockstep(build, max_insns, ram=True, history=8, compare_every=1):
     else:
         jit = jcpu.interp.tier1
     if rcpu.interp.tier1 is not None:
-        raise ValueError("build() returned a CPU with tier 1 attached for the reference side")
+        detach(rcpu)             # e.g. every CPU gets one under EMU_TEST_JIT=1
     pre = compare_states(jcpu, rcpu, ram)
     if pre:
         raise Divergence("build() gave two different machines: %s" % pre[:4], pre)
@@ -228,24 +247,32 @@ def run_lockstep(build, max_insns, ram=True, history=8, compare_every=1):
     last = deque(maxlen=history)
     steps = native_steps = native_insns = 0
     stop = None
-    while jcpu.icount < max_insns:
+    if max_steps is None:
+        max_steps = 4 * max_insns + 100     # steps may retire nothing (deliveries)
+    while jcpu.icount < max_insns and steps < max_steps:
         steps += 1
         eip0 = jcpu.R[EIP]
         fault = None
-        r = None
+        ic0 = jcpu.icount
+        stop_j = vmstop = None
         try:
             r = native_step(jcpu, None, None)
-        except VMStop as e:
-            stop_j = "vmstop: %s" % e.reason
-            raise Divergence("native code stopped the VM at step %d, eip %#x: %s"
-                             % (steps, eip0, stop_j), step=steps)
+        except VMStop as e:           # a helper stopped the VM (a device, a triple fault)
+            jcpu.interp.cur_iter = None
+            r = (jcpu.icount - ic0, None)
+            stop_j = vmstop = "vmstop: %s" % e.reason
         if r is not None:
             done, fault = r
-            native_steps += 1
-            native_insns += done
             how = "native"
-            stop_j = None
-            if fault is not None:
+            if done or fault is not None or vmstop is not None:
+                native_steps += 1
+                native_insns += done
+            if vmstop is not None:
+                rdone, stop_r = rside.run(done) if done else (0, None)
+                if stop_r is None:
+                    more, stop_r = rside.run(1)
+                    rdone += more
+            elif fault is not None:
                 if jcpu.stop_on_fault:
                     jcpu.interp._stop_fault(fault)
                     stop_j = "exception %d/%s" % (fault.vector, fault.error_code)
@@ -254,15 +281,16 @@ def run_lockstep(build, max_insns, ram=True, history=8, compare_every=1):
                         interrupts.raise_exception(jcpu, fault)
                     except VMStop as e:
                         stop_j = "vmstop: %s" % e.reason
-            if done == 0 and fault is None:
-                # no progress natively (e.g. its first instruction needs the interpreter)
-                done, stop_j = jside.run(_block_len(jcpu))
-                how = "interp"
-            # the reference side: the same instructions, then the faulting one
-            rdone, stop_r = rside.run(done) if done else (0, None)
-            if fault is not None and stop_r is None:
-                more, stop_r = rside.run(1)
-                rdone += more
+            if vmstop is None:
+                if done == 0 and fault is None:
+                    # no progress natively (its first instruction needs the interpreter)
+                    done, stop_j = jside.run(_block_len(jcpu))
+                    how = "interp"
+                # the reference side: the same instructions, then the faulting one
+                rdone, stop_r = rside.run(done) if done else (0, None)
+                if fault is not None and stop_r is None:
+                    more, stop_r = rside.run(1)
+                    rdone += more
         else:
             k = _block_len(jcpu)
             how = "interp"
@@ -270,9 +298,15 @@ def run_lockstep(build, max_insns, ram=True, history=8, compare_every=1):
             rdone, stop_r = rside.run(k)
         last.append("%s block at %#x: %d insns%s" % (how, eip0, done,
                                                       ", %s" % stop_j if stop_j else ""))
-        final = stop_j is not None or stop_r is not None or done == 0
-        if final or steps % compare_every == 0 or jcpu.icount >= max_insns:
-            diffs = compare_states(jcpu, rcpu, ram)
+        final = stop_j is not None or stop_r is not None
+        if poke is not None and stop_j == stop_r:
+            pj, pr = poke(jx, stop_j), poke(rx, stop_r)
+            if final and stop_j == "hlt" and pj and pr:
+                final = False
+        last_step = jcpu.icount >= max_insns or steps >= max_steps
+        if final or last_step or steps % compare_every == 0:
+            cmp_ram = ram and (final or last_step or (steps // compare_every) % ram_every == 0)
+            diffs = compare_states(jcpu, rcpu, cmp_ram)
             if stop_j != stop_r:
                 diffs.insert(0, ("stop", stop_j, stop_r))
             if rdone != done and fault is None:
@@ -285,7 +319,7 @@ def run_lockstep(build, max_insns, ram=True, history=8, compare_every=1):
                 lines.append("  last steps: " + "; ".join(last))
                 raise Divergence("\n".join(lines), diffs, steps)
         if final:
-            stop = stop_j or ("no progress" if done == 0 else None)
+            stop = stop_j
             break
     return {"steps": steps, "native_steps": native_steps, "instructions": jcpu.icount,
             "native_instructions": native_insns, "stop": stop, "jit": jit.stats()}

@@ -440,6 +440,9 @@ def emit_instruction(e, ins):
     fam = FAMILIES.get(ins.row.build)
     if fam is None:
         raise Unsupported(ins.row.build or "no builder")
+    if getattr(ins.entry, "builder", None) is None:
+        # the interpreter has no closure for it (#UD, counted): neither do we
+        raise Unsupported("no interpreter builder")
     if "sens" in ins.row.attrs:
         raise Unsupported("sensitive")
     fam(e, ins)
@@ -448,6 +451,8 @@ def emit_instruction(e, ins):
 def supported(ins):
     """Cheap pre-check used to size a block before emitting it."""
     if FAMILIES.get(ins.row.build) is None or "sens" in ins.row.attrs:
+        return False
+    if getattr(ins.entry, "builder", None) is None:
         return False
     if ins.adsize != 32 or ins.rep is not None:
         return False

@@ -49,6 +49,8 @@ def shift(e, ins):
     if ins.lock:
         raise Unsupported("lock")
     mnem = ins.row.mnem
+    if mnem in ("rol", "ror"):
+        return _rotate(e, ins, mnem)
     if mnem not in _SHIFT_OPS:
         raise Unsupported(mnem)
     size = ins.size
@@ -108,6 +110,100 @@ def shift(e, ins):
     e.set_lf(0, e.op("select i1 %s, i32 %s, i32 %d" % (nz, op_old, K_RES << 2 | SZI[size])))
     e.set_lf(1, e.op("select i1 %s, i32 %s, i32 %s" % (nz, res_old, r)))
     e.set_lf(3, e.op("select i1 %s, i32 %s, i32 %s" % (nz, b_old, lfb)))
+    e.known = None
+
+
+def _rotate(e, ins, mnem):
+    """ROL/ROR: only CF and OF change (materialised and patched, as the
+    interpreter does); a masked count of 0 changes nothing (a memory operand
+    is still written back); the rotation is by count mod operand size, but
+    CF/OF are set for any non-zero masked count."""
+    size = ins.size
+    bits = 8 * size
+    ty = "i%d" % bits
+    form = ins.row.operands[1]
+    a, addr = _rm_get(e, ins, size)
+    if form == "1":
+        n = "1"
+    elif form == "Ib":
+        n = str(ins.imm & 0x1F)
+    else:
+        n = e.op("and i32 %s, 31" % e.reg(1))
+    if n == "0":
+        if addr is not None:
+            e.store(ins.seg, addr, size, a)
+        return
+    e.needs_fsh = True
+    at = a if bits == 32 else e.op("trunc i32 %s to %s" % (a, ty))
+    nt = n if bits == 32 else (str(int(n) % bits) if n.isdigit() else
+                               e.op("trunc i32 %s to %s" % (n, ty)))
+    fn = "fshl" if mnem == "rol" else "fshr"
+    rt_ = e.op("call %s @llvm.%s.%s(%s %s, %s %s, %s %s)" % (ty, fn, ty, ty, at, ty, at, ty, nt))
+    r = rt_ if bits == 32 else e.op("zext %s %s to i32" % (ty, rt_))
+    msb = bits - 1
+    if mnem == "rol":
+        cf = e.op("and i32 %s, 1" % r)
+        of = e.op("xor i32 %s, %s" % (cf, e.op("lshr i32 %s, %d" % (r, msb))))
+    else:
+        cf = e.op("lshr i32 %s, %d" % (r, msb))
+        of = e.op("xor i32 %s, %s" % (cf, e.op("and i32 %s, 1" % e.op("lshr i32 %s, %d" % (r, msb - 1)))))
+    fl = e.eflags()
+    new = e.op("or i32 %s, %s" % (e.op("and i32 %s, %d" % (fl, ~0x801 & 0xFFFFFFFF)),
+                                  e.op("or i32 %s, %s" % (cf, e.op("shl i32 %s, 11" % of)))))
+    if n.isdigit():
+        _rm_put(e, ins, size, addr, r)
+        e.set_lf(4, new)
+        e.set_lf(0, "0")
+    else:
+        nz = e.op("icmp eq i32 %s, 0" % n)
+        r = e.op("select i1 %s, i32 %s, i32 %s" % (nz, a, r))
+        _rm_put(e, ins, size, addr, r)
+        old_op, old_fl = e.lf(0), e.lf(4)
+        e.set_lf(4, e.op("select i1 %s, i32 %s, i32 %s" % (nz, old_fl, new)))
+        e.set_lf(0, e.op("select i1 %s, i32 %s, i32 0" % (nz, old_op)))
+    e.known = None
+
+
+# --- BT BTS BTR BTC (register operand, or an immediate bit offset) ------------------------
+
+@family("bits.bt")
+def bt(e, ins):
+    """CF = the selected bit; a non-exact lazy record becomes K_RES keeping
+    LF_RES (ZF SF PF unchanged) with CF = the bit; an exact EFLAGS gets CF
+    patched (bits.py).  A memory operand with a register bit offset (which
+    can address far from the operand) stays with the interpreter."""
+    _check(ins)
+    size = ins.size
+    if size not in (2, 4):
+        raise Unsupported("bt size")
+    bits = 8 * size
+    mnem = ins.row.mnem
+    imm = ins.row.operands[1] == "Ib"
+    if ins.mod != 3 and not imm:
+        raise Unsupported("bt m, r")
+    v, addr = _rm_get(e, ins, size)
+    if imm:
+        sh = str(ins.imm & (bits - 1))
+    else:
+        sh = e.op("and i32 %s, %d" % (e.reg_sz(ins.reg, size), bits - 1))
+    m = e.op("shl i32 1, %s" % sh)
+    if mnem != "bt":
+        if mnem == "bts":
+            nv = e.op("or i32 %s, %s" % (v, m))
+        elif mnem == "btr":
+            nv = e.op("and i32 %s, %s" % (v, e.op("xor i32 %s, -1" % m)))
+        else:
+            nv = e.op("xor i32 %s, %s" % (v, m))
+        _rm_put(e, ins, size, addr, nv)
+    cf = e.op("and i32 %s, 1" % e.op("lshr i32 %s, %s" % (v, sh)))
+    op = e.lf(0)
+    lazy = e.op("icmp ne i32 %s, 0" % op)
+    e.set_lf(0, e.op("select i1 %s, i32 %s, i32 0" % (
+        lazy, e.op("or i32 %d, %s" % (K_RES << 2, e.op("and i32 %s, 3" % op))))))
+    e.set_lf(3, e.op("select i1 %s, i32 %s, i32 %s" % (lazy, cf, e.lf(3))))
+    fl = e.lf(4)
+    e.set_lf(4, e.op("select i1 %s, i32 %s, i32 %s" % (
+        lazy, fl, e.op("or i32 %s, %s" % (e.op("and i32 %s, -2" % fl), cf)))))
     e.known = None
 
 
