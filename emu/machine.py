@@ -53,7 +53,8 @@ class MachineConfig:
                  disk_writable=False, kernel=None, initrd=None, append="",
                  serial="none", display="none", realtime=False, ns_per_insn=10,
                  trace=None, rtc_start=None, panic_watch=True,
-                 jit=True, jit_threshold=None, jit_cache=True, jit_cache_dir=None):
+                 jit=True, jit_threshold=None, jit_cache=True, jit_cache_dir=None,
+                 jit_background=True):
         if not 2 <= memory_mb <= MAX_RAM // MIB:
             raise ValueError("memory must be between 2 and %d MiB, not %d" % (MAX_RAM // MIB,
                                                                              memory_mb))
@@ -83,6 +84,9 @@ class MachineConfig:
         self.jit_threshold = jit_threshold
         self.jit_cache = jit_cache
         self.jit_cache_dir = jit_cache_dir
+        # compile in a second process while the guest runs (same results; the
+        # library API and the tests compile in-process, deterministically)
+        self.jit_background = jit_background
 
 
 class RunResult:
@@ -104,7 +108,7 @@ class Machine:
             from .translate.jit import attach, DEFAULT_THRESHOLD
             th = DEFAULT_THRESHOLD if config.jit_threshold is None else config.jit_threshold
             self.jit = attach(self.cpu, threshold=th, cache_dir=config.jit_cache_dir,
-                              use_cache=config.jit_cache)
+                              use_cache=config.jit_cache, background=config.jit_background)
         self.clock = VirtualClock(self.cpu.clock, cfg.ns_per_insn)
         self.clock.on_earlier = self.cpu.request_stop
         self.dma = DMA(self.phys)

@@ -323,7 +323,7 @@ def _stats(machine, result):
         j = jit.stats()
         med = j["compile_ms_median"]
         out.append("jit: %d blocks compiled (%.0f ms, median %s ms/block), %d from the code cache "
-                   "(%d hits, %d misses), %d rejected, %d invalidated"
+                   "(%d object files; %d lookups missed), %d rejected, %d invalidated"
                    % (j["blocks_compiled"], j["compile_ms_total"],
                       "-" if med is None else "%.2f" % med, j["blocks_from_cache"],
                       j["cache_hits"], j["cache_misses"], j["blocks_rejected"], j["invalidated"]))
@@ -332,6 +332,9 @@ def _stats(machine, result):
                    "%d chain hits, %d slots patched"
                    % (native, 100.0 * native / max(1, result.instructions), j["native_entries"],
                       j["chain_hits"], j["chains_patched"]))
+        out.append("jit: %d instructions run through the interpreter's code (emu_op); "
+                   "%d reads and %d writes took the slow path (TLB miss, MMIO, watched page)"
+                   % (j["helper_ops"], j["slow_reads"], j["slow_writes"]))
         out.append("jit: exits to Python by reason: " + ", ".join(
             "%s %d" % (k, v) for k, v in j["exits"].items()))
     for line in out:

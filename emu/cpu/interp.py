@@ -226,6 +226,8 @@ class Interpreter:
         budget = (1 << 62) if max_insns is None else max_insns
         executed = 0
         cpu.last_fault = None
+        if self.tier1 is not None:
+            self.tier1.tick()        # e.g. install what a background compiler finished
         try:
             while True:
                 # --- slow path: limits, events, block lookup with decode -----------
@@ -284,6 +286,7 @@ class Interpreter:
                 t1 = self.tier1
                 hot = self.hot_threshold
                 warm = hot // 4 if hot >= 4 else -1
+                probe = t1 is not None and t1.probing
                 while executed < budget and not cpu.event:
                     eip = R[EIP]
                     if eip == until:
@@ -322,6 +325,10 @@ class Interpreter:
                                     continue
                             elif h == warm:
                                 t1.note_warm(blk)
+                            elif h == 2 and probe:
+                                t1.probe(blk)        # compiled before? (a code cache)
+                                if blk.native:
+                                    continue
                     if executed > fast_limit:
                         break                    # it may not fit: the slow path runs part of it
                     it = iter(blk.fns)

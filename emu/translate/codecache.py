@@ -40,6 +40,15 @@ class CodeCache:
         except OSError:
             self.ok = False         # e.g. a read-only home: run without a cache
 
+    def has_entries(self):
+        if not self.ok:
+            return False
+        try:
+            with os.scandir(self.dir) as it:
+                return any(e.name.endswith(".idx") for e in it)
+        except OSError:
+            return False
+
     def _obj_path(self, sha):
         return os.path.join(self.dir, "o_%s.bin" % sha)
 

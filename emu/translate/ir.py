@@ -421,18 +421,51 @@ class BlockEmitter:
         x = self.op("and i32 %s, %d" % (fl, bit))
         return self.op("icmp ne i32 %s, 0" % x)
 
+    def materialize(self, when=None):
+        """Do what flags.materialize(R) does to the lazy record: EFLAGS = the
+        materialised value, LF_OP = 0 (LF_RES/A/B stay).  The interpreter does
+        it as a side effect of reading some flags (get_cf on an ADC/SBB
+        record, a condition it does not answer from the record), and that
+        side effect is visible: BT* turn a lazy record into K_RES (AF = OF =
+        0) but patch only CF into an exact EFLAGS.  So tier 1 materialises
+        exactly where the interpreter does.  ``when``: an i1 (only then), or
+        None (always).  Returns the materialised EFLAGS (i32)."""
+        fl = self.eflags()
+        if when is None:
+            self.set_lf(4, fl)
+            self.set_lf(0, "0")
+        else:
+            old_op, old_fl = self.lf(0), self.lf(4)
+            self.set_lf(4, self.op("select i1 %s, i32 %s, i32 %s" % (when, fl, old_fl)))
+            self.set_lf(0, self.op("select i1 %s, i32 0, i32 %s" % (when, old_op)))
+        self.known = None
+        return fl
+
+    def _kind_is(self, *kinds):
+        """i1: the (run-time) lazy record's kind is one of ``kinds``."""
+        k = self.op("lshr i32 %s, 2" % self.lf(0))
+        out = None
+        for kind in kinds:
+            c = self.op("icmp eq i32 %s, %d" % (k, kind))
+            out = c if out is None else self.op("or i1 %s, %s" % (out, c))
+        return out
+
     def cf(self):
-        """CF as i1."""
+        """CF as i1, the way flags.get_cf reads it (ADC, SBB, INC, DEC, RCL,
+        RCR, SALC ...), side effect included: an ADC1/SBB1 record is
+        materialised."""
         if self.known is None:
-            return self._bit(self.eflags(), 1)
+            return self._bit(self.materialize(self._kind_is(K_ADC1, K_SBB1)), 1)
         kind, szi = self.known
         res, a, b = self.lf(1), None, None
-        if kind in (K_ADD, K_ADC1):
+        if kind in (K_ADC1, K_SBB1):
+            return self._bit(self.materialize(), 1)
+        if kind == K_ADD:
             a = self.lf(2)
-            return self.op("icmp %s i32 %s, %s" % ("ult" if kind == K_ADD else "ule", res, a))
-        if kind in (K_SUB, K_SBB1):
+            return self.op("icmp ult i32 %s, %s" % (res, a))
+        if kind == K_SUB:
             a, b = self.lf(2), self.lf(3)
-            return self.op("icmp %s i32 %s, %s" % ("ult" if kind == K_SUB else "ule", a, b))
+            return self.op("icmp ult i32 %s, %s" % (a, b))
         if kind == K_LOGIC:
             return "false"
         if kind in (K_INC, K_DEC, K_RES):
@@ -486,35 +519,45 @@ class BlockEmitter:
         return self.op("icmp eq i32 %s, 0" % self.op("and i32 %s, 1" % pc))
 
     def cond(self, cc):
-        """Condition code cc (Jcc/SETcc/CMOVcc low nibble) as i1."""
+        """Condition code cc (Jcc/SETcc/CMOVcc low nibble) as i1, with the
+        interpreter's side effect (flags.make_cond): Z and S come from the
+        record as it is; B, BE, L, LE from a SUB record's operands; every
+        other case materialises the flags (and the record)."""
         base, neg = cc & 0xE, cc & 1
         k = self.known[0] if self.known else None
-        if base == 0:
-            r = self.of()
-        elif base == 2:
-            r = self.cf()
-        elif base == 4:
+        if base == 4:
             r = self.zf()
-        elif base == 6:
-            if k == K_SUB:
-                r = self.op("icmp ule i32 %s, %s" % (self.lf(2), self.lf(3)))
-            else:
-                r = self.op("or i1 %s, %s" % (self.cf(), self.zf()))
         elif base == 8:
             r = self.sf()
-        elif base == 10:
-            r = self.pf()
-        elif base == 12:
-            if k == K_SUB:
+        elif k == K_SUB and base in (2, 6, 12, 14):
+            a, b = self.lf(2), self.lf(3)
+            if base == 2:
+                r = self.op("icmp ult i32 %s, %s" % (a, b))
+            elif base == 6:
+                r = self.op("icmp ule i32 %s, %s" % (a, b))
+            elif base == 12:
                 r = self.op("icmp slt i32 %s, %s" % self._signed_ab())
             else:
-                r = self.op("xor i1 %s, %s" % (self.sf(), self.of()))
-        else:
-            if k == K_SUB:
                 r = self.op("icmp sle i32 %s, %s" % self._signed_ab())
+        else:
+            if self.known is None and base in (2, 6, 12, 14):
+                # a SUB record answers these without materialising: decided at run time
+                fl = self.materialize(self.op("xor i1 %s, true" % self._kind_is(K_SUB)))
             else:
-                r = self.op("or i1 %s, %s" % (
-                    self.zf(), self.op("xor i1 %s, %s" % (self.sf(), self.of()))))
+                fl = self.materialize()
+            if base == 0:
+                r = self._bit(fl, 0x800)
+            elif base == 2:
+                r = self._bit(fl, 1)
+            elif base == 6:
+                r = self._bit(fl, 0x41)
+            elif base == 10:
+                r = self._bit(fl, 0x4)
+            else:
+                s_ = self.op("lshr i32 %s, 7" % fl)
+                o_ = self.op("lshr i32 %s, 11" % fl)
+                lt = self._bit(self.op("xor i32 %s, %s" % (s_, o_)), 1)
+                r = lt if base == 12 else self.op("or i1 %s, %s" % (lt, self._bit(fl, 0x40)))
         if neg:
             r = self.op("xor i1 %s, true" % r)
         return r

@@ -26,7 +26,7 @@ from ..cpu.state import CS
 from . import runtime as rt
 from . import llvm_engine
 from .codecache import CodeCache
-from .ir import BlockEmitter, Unsupported, module_text
+from .ir import BlockEmitter, Unsupported, module_text, ROUTINES
 from .semantics import emit_instruction, supported
 
 VERSION = "emu-jit-1"
@@ -88,29 +88,47 @@ class NativeBlock:
 
 
 class JIT:
-    def __init__(self, cpu, threshold=DEFAULT_THRESHOLD, cache_dir=None, use_cache=True):
+    def __init__(self, cpu, threshold=DEFAULT_THRESHOLD, cache_dir=None, use_cache=True,
+                 background=False):
         _register()
         self.cpu = cpu
         self.threshold = max(0, int(threshold))
         self.ctx = rt.Context(cpu)
         self.engine = llvm_engine.Engine()
         self.cache = CodeCache(cache_dir, VERSION) if use_cache else None
+        # look blocks up in the code cache early (their second run) when it
+        # has something in it; an empty cache is not worth the lookups
+        self.probing = self.cache is not None and self.cache.has_entries()
         self.loaded = {}            # name -> NativeBlock (code objects in the engine)
         self.objects = set()        # sha256 of every object file in the engine
         self.warm = []              # blocks past half the threshold (see note_warm)
         self.op_closures = {}       # lin | mode key -> interpreter closure (helper_op)
+        self.worker = None          # compile_worker.CompileWorker when compiling in background
+        if background:
+            try:
+                from .compile_worker import CompileWorker
+                self.worker = CompileWorker()
+                weakref.finalize(self, self.worker.close)
+            except Exception:
+                self.worker = None
+        self.poll_countdown = 0
         self.by_key = {}            # interpreter key -> NativeBlock
         self.pending = None         # exception raised by a helper
         self.pending_slot = None    # (slot address, eip, mode key) of the last empty-slot exit
         self.dirty = False
         self.entry_icount = 0
         self.entry_budget = 0
+        # LLVM's CPU time per compiled block (parse, passes, code generation of
+        # its module, shared out over the module's blocks; thread CPU time, so
+        # a loaded host does not inflate it)
         self.compile_ms = []
         self.counters = {
-            "blocks_compiled": 0, "modules_compiled": 0, "blocks_from_cache": 0, "cache_hits": 0,
+            "blocks_compiled": 0, "modules_compiled": 0, "modules_queued": 0,
+            "blocks_from_cache": 0, "cache_hits": 0,
             "cache_misses": 0, "compile_ms_total": 0.0, "native_entries": 0,
             "chain_hits": 0, "chains_patched": 0, "blocks_rejected": 0,
             "native_instructions": 0, "invalidated": 0, "helper_ops": 0,
+            "slow_reads": 0, "slow_writes": 0,     # native TLB misses, MMIO, watched pages
             "exits": {n: 0 for n in rt.EXIT_NAMES},
         }
         _JITS[self.ctx.address] = self
@@ -134,7 +152,7 @@ class JIT:
         """The interpreter dropped ``blk`` (self-modifying code, flush, remap)."""
         nb = blk.native
         blk.native = None
-        if nb is None or nb is False:
+        if not nb:                   # None, False, or 0 (being compiled: the result is dropped)
             return
         self.counters["invalidated"] += 1
         self.dirty = True
@@ -162,6 +180,7 @@ class JIT:
 
     def helper_read(self, sreg, off, size, ahead):
         cpu = self.cpu
+        self.counters["slow_reads"] += 1
         try:
             self._sync_clock(ahead)
             v = cpu.mem.RD[size](sreg, off)
@@ -173,6 +192,7 @@ class JIT:
 
     def helper_write(self, sreg, off, size, value, ahead):
         cpu = self.cpu
+        self.counters["slow_writes"] += 1
         try:
             self._sync_clock(ahead)
             self.dirty = False
@@ -222,10 +242,26 @@ class JIT:
         if len(self.warm) < 4 * MAX_BATCH:
             self.warm.append(blk)
 
+    def probe(self, blk):
+        """A block runs for the second time: if the code cache (or this engine)
+        has it already, install it now instead of waiting for the threshold."""
+        p = self._prepare(blk)
+        if p is None:
+            return
+        nb = self.loaded.get(p.name)
+        if nb is None and self.cache is not None:
+            nb = self._from_cache(p.name)
+        if nb is not None:
+            self._install(blk, nb, p)
+
     def compile(self, blk):
         """Give ``blk`` native code (from the code cache or compiled now),
         together with the warm blocks waiting; a block tier 1 cannot run is
         left with native = False."""
+        if self.worker is not None and self.worker.inflight:
+            self.collect()
+            if blk.native:
+                return
         cpu = self.cpu
         interp = cpu.interp
         mode = interp.mode_key
@@ -338,12 +374,13 @@ class JIT:
         sha, obj, metas = got
         if sha in self.objects:           # loaded, but this block was not in it: cannot be
             return None
+        before = len(self.loaded)
         try:
             self._load(obj, sha, metas)
         except RuntimeError:
             return None
-        self.counters["cache_hits"] += 1
-        self.counters["blocks_from_cache"] += 1
+        self.counters["cache_hits"] += 1             # object files loaded
+        self.counters["blocks_from_cache"] += len(self.loaded) - before
         return self.loaded.get(name)
 
     def _load(self, obj, sha, metas):
@@ -388,29 +425,91 @@ class JIT:
         if plain:
             groups.append((plain, False))
         for group, optimise in groups:
-            t0 = time.perf_counter()
-            obj = llvm_engine.compile_object(
-                module_text([p.text for p in group], inline_routines=optimise), optimise=optimise)
+            text = module_text([p.text for p in group], inline_routines=optimise)
             metas = {p.name: p.meta for p in group}
-            sha = hashlib.sha256(obj).hexdigest()
-            try:
-                self._load(obj, sha, metas)
-            except RuntimeError:
-                for p in group:
-                    p.blk.native = False
-                continue
-            dt = (time.perf_counter() - t0) * 1e3
-            if self.cache is not None:
-                self.cache.put(obj, metas)
-            self.counters["modules_compiled"] += 1
-            self.counters["blocks_compiled"] += len(group)
-            self.counters["compile_ms_total"] += dt
-            per = dt / len(group)
+            if self.worker is not None:
+                try:
+                    self.worker.submit(text, optimise, ROUTINES, (group, metas, text, optimise))
+                    for p in group:
+                        p.blk.native = 0        # being compiled: interpreted meanwhile
+                    self.counters["modules_queued"] += 1
+                    continue
+                except (OSError, ValueError):
+                    self._worker_failed()
             for p in group:
-                self.compile_ms.append(per)
-                nb = self.loaded.get(p.name)
-                if nb is not None:
-                    self._install(p.blk, nb, p)
+                if p.blk.native is None:
+                    p.blk.native = 0            # being compiled: _finish installs it
+            t0 = time.thread_time()
+            obj = llvm_engine.compile_object(text, optimise=optimise)
+            self._finish(group, metas, obj, (time.thread_time() - t0) * 1e3)
+
+    def _finish(self, group, metas, obj, ms):
+        """Load a compiled module and install its blocks that are still wanted."""
+        sha = hashlib.sha256(obj).hexdigest()
+        try:
+            self._load(obj, sha, metas)
+        except RuntimeError:
+            for p in group:
+                if p.blk.native == 0:
+                    p.blk.native = False
+            return
+        if self.cache is not None:
+            self.cache.put(obj, metas)
+        self.counters["modules_compiled"] += 1
+        self.counters["blocks_compiled"] += len(group)
+        self.counters["compile_ms_total"] += ms
+        per = ms / len(group)
+        interp = self.cpu.interp
+        for p in group:
+            self.compile_ms.append(per)
+            blk = p.blk
+            if blk.native is not None and blk.native is not False and blk.native != 0:
+                continue            # installed meanwhile (another module had it)
+            if blk.native is None or interp.cache.get(blk.key) is not blk:
+                continue            # dropped while it was being compiled
+            if blk.ppage != self.cpu.mmu.rtlb.get(p.lin0 >> 12):
+                blk.native = None   # its page is mapped elsewhere now: count again
+                continue
+            nb = self.loaded.get(p.name)
+            if nb is not None:
+                self._install(blk, nb, p)
+
+    def tick(self):
+        """Called by the interpreter at the start of every run slice."""
+        if self.worker is not None and self.worker.inflight:
+            self.collect()
+
+    def collect(self):
+        """Install what the compile worker has finished."""
+        w = self.worker
+        if w is None:
+            return
+        for (group, metas, text, optimise), obj, info in w.poll():
+            if obj is None:                   # the worker could not: do it here
+                t0 = time.thread_time()
+                try:
+                    obj = llvm_engine.compile_object(text, optimise=optimise)
+                except Exception:
+                    for p in group:
+                        if p.blk.native == 0:
+                            p.blk.native = False
+                    continue
+                info = (time.thread_time() - t0) * 1e3
+            self._finish(group, metas, obj, info)
+        if not w.inflight and not w.alive():
+            self._worker_failed()
+
+    def _worker_failed(self):
+        w, self.worker = self.worker, None
+        if w is not None:
+            for (group, metas, text, optimise) in w.inflight.values():
+                for p in group:
+                    if p.blk.native == 0:
+                        p.blk.native = None
+            try:
+                w.close()
+            except Exception:
+                pass
 
     def _code_bytes(self, lin, n):
         """Guest code bytes at linear ``lin`` (RAM pages only), or None."""
@@ -461,6 +560,14 @@ class JIT:
         w = ctx.W
         interp = cpu.interp
         mode_key = interp.mode_key
+        if self.worker is not None:
+            self.poll_countdown -= 1
+            if self.poll_countdown < 0:
+                self.poll_countdown = 32
+                if self.worker.inflight:
+                    self.collect()
+                    if not blk.native:
+                        return 0, None
         ps = self.pending_slot
         if ps is not None:
             self.pending_slot = None
@@ -469,6 +576,11 @@ class JIT:
                 ctypes.c_int64.from_address(addr).value = blk.native.fn
                 blk.native.incoming.append(addr)
                 self.counters["chains_patched"] += 1
+        nb = blk.native
+        i = rt.dispatch_index(blk.key & 0xFFFFFFFF) << 1
+        if ctx.D[i] != blk.key:
+            ctx.D[i] = blk.key              # evicted by a colliding block: back in
+            ctx.D[i + 1] = nb.fn
         # the fast path checked blk.ppage against mmu.rtlb: make the native TLB
         # agree, so the block's code-page check passes (it may have been flushed)
         vpn = (blk.key & 0xFFFFFFFF) >> 12
@@ -516,9 +628,11 @@ class JIT:
         return c
 
 
-def attach(cpu, threshold=DEFAULT_THRESHOLD, cache_dir=None, use_cache=True):
-    """Give ``cpu`` a tier-1 JIT; returns it."""
-    return JIT(cpu, threshold=threshold, cache_dir=cache_dir, use_cache=use_cache)
+def attach(cpu, threshold=DEFAULT_THRESHOLD, cache_dir=None, use_cache=True, background=False):
+    """Give ``cpu`` a tier-1 JIT; returns it.  ``background``: compile in a
+    second process (compile_worker.py) while the guest runs on."""
+    return JIT(cpu, threshold=threshold, cache_dir=cache_dir, use_cache=use_cache,
+               background=background)
 
 
 def default_cache_dir():

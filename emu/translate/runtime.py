@@ -43,7 +43,7 @@ NO_UNTIL = 1 << 40
 
 NTLB = 1024                # entries per native TLB (a power of two)
 TLB_EMPTY = np.uint64(0xFFFFFFFF << 32)    # tag 0xFFFFFFFF: no vpn (vpn < 2^20)
-NDISP = 4096               # dispatch table entries (a power of two)
+NDISP = 1 << 16            # dispatch table entries (a power of two; 1 MiB: a kernel has ~20k hot blocks)
 DISP_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
 _EMPTY = 0xFFFFFFFF << 32
 
@@ -87,6 +87,7 @@ class Context:
         self.W = memoryview(self.words).cast("B").cast("q")
         self.TR = memoryview(self.tlbr).cast("B").cast("Q")
         self.TW = memoryview(self.tlbw).cast("B").cast("Q")
+        self.D = memoryview(self.disp).cast("B").cast("Q")
         self.cpu = cpu
         self.tlb_filled = False
 
