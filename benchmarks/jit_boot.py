@@ -161,7 +161,7 @@ def run_emu(kernel, label, jit, cache_dir, timeout):
             "run_seconds": None,
             "blocks_compiled": _int(r"jit: (\d+) blocks compiled", err),
             "blocks_from_cache": _int(r"\), (\d+) from the code cache", err),
-            "cache_hits": _int(r"from the code cache \((\d+) hits", err),
+            "cache_hits": _int(r"from the code cache \((\d+) object files", err),
             "native_instructions": _int(r"jit: (\d+) native instructions", err)}
     m = re.search(r"instructions in ([0-9.]+) s\)", err)
     if m:
