@@ -372,3 +372,58 @@ def bswap(e, ins):
 
 
 __all__ = ["shift", "imul_to_reg", "muldiv", "flagop", "xadd", "cmpxchg", "bswap", "_imm"]
+
+
+# --- MOVS STOS LODS SCAS CMPS without REP (32-bit addressing) ---------------------------------
+
+def _string_step(e, size):
+    """+size or -size by EFLAGS.DF (the EFLAGS word: DF is never lazy)."""
+    df = e.op("and i32 %s, %d" % (e.lf(4), DF))
+    return e.op("select i1 %s, i32 %d, i32 %d" % (e.op("icmp ne i32 %s, 0" % df), -size, size))
+
+
+@family("string.movs", "string.stos", "string.lods", "string.scas", "string.cmps")
+def string_single(e, ins):
+    """The un-prefixed forms (string.py's _single/…32 closures): memory first,
+    then the index registers; REP forms stay with the interpreter (chunked,
+    restartable)."""
+    if ins.rep is not None or ins.adsize != 32:
+        raise Unsupported("rep string")
+    size = ins.size
+    fam = ins.row.build
+    step = _string_step(e, size)
+    src = ins.seg                      # DS or the override; ES:EDI is fixed
+    if fam == "string.movs":
+        si, di = e.reg(6), e.reg(7)
+        v = e.load(src, si, size)
+        e.store(0, di, size, v)
+        e.set_reg(6, e.op("add i32 %s, %s" % (si, step)))
+        e.set_reg(7, e.op("add i32 %s, %s" % (di, step)))
+    elif fam == "string.stos":
+        di = e.reg(7)
+        e.store(0, di, size, e.reg_sz(0, size))
+        e.set_reg(7, e.op("add i32 %s, %s" % (di, step)))
+    elif fam == "string.lods":
+        si = e.reg(6)
+        v = e.load(src, si, size)
+        e.set_reg_sz(0, size, v)
+        e.set_reg(6, e.op("add i32 %s, %s" % (si, step)))
+    elif fam == "string.scas":
+        di = e.reg(7)
+        b = e.load(0, di, size)
+        a = e.reg_sz(0, size)
+        r = e.op("sub i32 %s, %s" % (a, b))
+        if size < 4:
+            r = e.op("and i32 %s, %d" % (r, MASKS[size]))
+        e.set_flags(K_SUB, size, r, a, b)
+        e.set_reg(7, e.op("add i32 %s, %s" % (di, step)))
+    else:                                 # cmps: [src:ESI] - [ES:EDI]
+        si, di = e.reg(6), e.reg(7)
+        a = e.load(src, si, size)
+        b = e.load(0, di, size)
+        r = e.op("sub i32 %s, %s" % (a, b))
+        if size < 4:
+            r = e.op("and i32 %s, %d" % (r, MASKS[size]))
+        e.set_flags(K_SUB, size, r, a, b)
+        e.set_reg(6, e.op("add i32 %s, %s" % (si, step)))
+        e.set_reg(7, e.op("add i32 %s, %s" % (di, step)))
