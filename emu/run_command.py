@@ -86,6 +86,16 @@ def _count(text):
     return n
 
 
+def _threshold(text):
+    try:
+        n = int(text.replace("_", ""), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return n
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "run", help="boot a PC from a disk, a floppy or a kernel",
@@ -124,7 +134,7 @@ def add_parser(subparsers):
     g = p.add_argument_group("binary translation (tier 1, emu/translate)")
     g.add_argument("--jit", default="on", choices=("on", "off"),
                    help="compile hot guest blocks to native code with llvmlite (default on)")
-    g.add_argument("--jit-threshold", type=_count, default=None, metavar="N",
+    g.add_argument("--jit-threshold", type=_threshold, default=None, metavar="N",
                    help="interpreted runs of a block before it is compiled (default %d; "
                         "0 compiles every block on first use)" % _default_threshold())
     g.add_argument("--jit-cache", default="on", choices=("on", "off"),
