@@ -143,7 +143,8 @@ declare i32 @llvm.ctpop.i32(i32)
 
 CHAIN_SLOT = 100            # exit kinds of the exit block beyond the EXIT_* codes
 CHAIN_DISPATCH = 101
-_CODES = {"fault": rt.EXIT_FAULT, "stop_after": rt.EXIT_STOP_AFTER, "interp": rt.EXIT_INTERP}
+_CODES = {"fault": rt.EXIT_FAULT, "stop_after": rt.EXIT_STOP_AFTER, "interp": rt.EXIT_INTERP,
+          "until": rt.EXIT_UNTIL}
 
 
 class Unsupported(Exception):
@@ -179,6 +180,7 @@ class BlockEmitter:
         self.cur_label = "body"
         self.exits = []   # (pred label, eip, retired, exit code, slot global): see _exit_block
         self.helper_ops = []          # EIPs of instructions run through emu_op
+        self.until_span = None        # prologue's stop-address range when not the whole span
 
     # --- basics ----------------------------------------------------------------
     def t(self):
@@ -211,6 +213,15 @@ class BlockEmitter:
         self.fault_used = False
         self.stop_used = False
         self.body.append("; %x %s" % (ins.eip, ins.row.mnem))
+        if i and i == self.n - 1:
+            # The run's stop address is checked by the prologue for the block's
+            # first n - 1 instructions and here for the last one: a run that
+            # stops right before a block's last instruction (a HLT after the
+            # code, a breakpoint on a jump) still runs the rest natively.
+            self.until_span = (ins.eip - self.start) & 0xFFFFFFFF
+            up = self.op("getelementptr i64, ptr %%cp, i64 %d" % rt.CTX_UNTIL)
+            hit = self.op("icmp eq i64 %s, %d" % (self.op("load i64, ptr %s" % up), ins.eip))
+            self.to_shared("until", hit, ins.eip, i)
 
     def finish(self):
         """After one instruction: the stop-after check (a helper changed code
@@ -674,7 +685,8 @@ class BlockEmitter:
         vpn = self.lin >> 12
         return ("  %%%s = call i32 @emurt_prologue(i64 %%ctx, i32 %d, ptr @p_%s, i64 %d, i64 %d, "
                 "i64 %d, i32 %d)" % (var, vpn & (rt.NTLB - 1), self.name, self.n, self.start,
-                                      max(1, self.span), 1 if self.uses_stack else 0))
+                                      max(1, self.until_span or self.span),
+                                      1 if self.uses_stack else 0))
 
     def function(self):
         """This block's function and globals (module_text() makes a module)."""

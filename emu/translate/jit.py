@@ -29,7 +29,24 @@ from .codecache import CodeCache
 from .ir import BlockEmitter, Unsupported, module_text, ROUTINES
 from .semantics import emit_instruction, supported
 
-VERSION = "emu-jit-1"
+def _version():
+    """The code cache's namespace: a hash of the sources that decide what
+    compiled code looks like (and the LLVM in use), so that a cache written by
+    another emu or llvmlite is never consulted."""
+    import llvmlite
+    here = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256(llvmlite.__version__.encode())
+    for name in ("ir.py", "semantics.py", "semantics_more.py", "runtime.py", "llvm_engine.py",
+                 "jit.py"):
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(f.read())
+    for mod in ("state.py", "flags.py"):
+        with open(os.path.join(os.path.dirname(here), "cpu", mod), "rb") as f:
+            h.update(f.read())
+    return "emu-jit-" + h.hexdigest()[:16]
+
+
+VERSION = _version()
 DEFAULT_THRESHOLD = 16
 
 _JITS = weakref.WeakValueDictionary()       # context address -> JIT
@@ -78,7 +95,7 @@ MAX_BATCH = 16             # blocks per compiled module, at most
 
 class _Prep:
     """A block decoded for tier 1, waiting to be compiled."""
-    __slots__ = ("blk", "insns", "eip0", "lin0", "xmax", "used", "name", "text", "meta")
+    __slots__ = ("blk", "insns", "code", "eip0", "lin0", "xmax", "used", "name", "text", "meta")
 
 
 class NativeBlock:
@@ -291,21 +308,45 @@ class JIT:
             self._compile_batch(todo)
 
     def _prepare(self, blk):
-        """Decode blk's instructions for tier 1: a _Prep, or None."""
+        """Name blk for tier 1 (a hash of its code bytes, address and mode):
+        a _Prep, or None when tier 1 cannot take it.  Nothing is decoded here
+        (a code-cache hit needs no decoding: see _decode)."""
         cpu = self.cpu
         cs = cpu.segs[CS]
         if not cs.big or cpu.v86 or blk.ppage is None:
             return None
+        n = blk.n
+        if blk.next_eips[n - 1] == blk.eips[n - 1]:
+            return None                      # the block only raises a fetch fault
         eip0 = blk.eips[0]
         lin0 = (cs.base + eip0) & 0xFFFFFFFF
         if cpu.mmu.rtlb.get(lin0 >> 12) != blk.ppage:
             return None
-        length = (blk.end_eip - eip0) & 0xFFFFFFFF
-        if length == 0 or length > 4096:
+        used = (blk.end_eip - eip0) & 0xFFFFFFFF
+        if used == 0 or used > 4096:
             return None
-        code = self._code_bytes(lin0, length + 15)
-        if code is None:
+        code = self._code_bytes(lin0, used)
+        if code is None or len(code) != used:
             return None
+        p = _Prep()
+        p.blk = blk
+        p.insns = None
+        p.code = code
+        p.eip0 = eip0
+        p.lin0 = lin0
+        p.xmax = cs.xmax
+        p.used = used
+        mode = (cs.big, cpu.R[14] & 1, cs.xmax, cs.base)
+        h = hashlib.sha256()
+        h.update(repr((VERSION, eip0, lin0, mode, n)).encode())
+        h.update(code)
+        p.name = h.hexdigest()[:24]
+        return p
+
+    def _decode(self, p):
+        """The block's instructions (the interpreter decoded the same bytes)."""
+        code = p.code
+        eip0 = p.eip0
 
         def fetch(off):
             i = (off - eip0) & 0xFFFFFFFF
@@ -315,43 +356,26 @@ class JIT:
 
         insns = []
         pc = eip0
-        for _ in range(blk.n):
-            try:
-                ins = decode(fetch, pc, True)
-            except CPUFault:
-                break
+        for _ in range(p.blk.n):
+            ins = decode(fetch, pc, True)
             insns.append(ins)
             pc = ins.next_eip & 0xFFFFFFFF
-            if "jmp" in ins.row.attrs:
-                break
-        if not insns:
-            return None
-        p = _Prep()
-        p.blk = blk
-        p.insns = insns
-        p.eip0 = eip0
-        p.lin0 = lin0
-        p.xmax = cs.xmax
-        p.used = (insns[-1].next_eip - eip0) & 0xFFFFFFFF
-        mode = (cs.big, cpu.R[14] & 1, cs.xmax, cs.base)
-        h = hashlib.sha256()
-        h.update(repr((VERSION, eip0, lin0, mode, len(insns))).encode())
-        h.update(bytes(code[:p.used]))
-        p.name = h.hexdigest()[:24]
-        return p
+        return insns
 
     def _install(self, blk, nb, p):
         if nb.ops:
+            # the instructions run through emu_op get the interpreter's own
+            # closures for them, from the block it decoded
             cpu = self.cpu
             base = cpu.segs[CS].base
             mode = cpu.interp.mode_key
-            by_eip = {ins.eip: ins for ins in p.insns}
+            where = {eip: i for i, eip in enumerate(blk.eips)}
             for eip in nb.ops:
-                ins = by_eip.get(eip)
-                if ins is None:             # cannot happen for a matching key
+                i = where.get(eip)
+                if i is None:               # cannot happen for a matching key
                     blk.native = False
                     return
-                self.op_closures[((base + eip) & 0xFFFFFFFF) | mode] = cpu.interp._build(ins)
+                self.op_closures[((base + eip) & 0xFFFFFFFF) | mode] = blk.fns[i]
         vpn = p.lin0 >> 12
         # the native TLB entry the block's code-page check expects
         ctypes.c_int64.from_address(nb.pglobal).value = (vpn << 32) | blk.ppage
@@ -413,6 +437,12 @@ class JIT:
         themselves one module each, optimised; the others in one module."""
         plain, loops = [], []
         for p in preps:
+            try:
+                p.insns = self._decode(p)
+            except CPUFault:
+                p.blk.native = False
+                self.counters["blocks_rejected"] += 1
+                continue
             e, n = self._emit(p.name, p.insns, p.eip0, p.lin0, p.xmax, p.used)
             if e is None:
                 p.blk.native = False

@@ -281,11 +281,14 @@ def run_lockstep(build, max_insns, ram=True, history=8, compare_every=1, ram_eve
                         interrupts.raise_exception(jcpu, fault)
                     except VMStop as e:
                         stop_j = "vmstop: %s" % e.reason
-            if vmstop is None:
-                if done == 0 and fault is None:
-                    # no progress natively (its first instruction needs the interpreter)
-                    done, stop_j = jside.run(_block_len(jcpu))
-                    how = "interp"
+            if vmstop is None and done == 0 and fault is None:
+                # no progress natively (the first instruction is the interpreter's to run,
+                # e.g. a DIV that raises #DE): both sides interpret the block
+                k = _block_len(jcpu)
+                how = "interp"
+                done, stop_j = jside.run(k)
+                rdone, stop_r = rside.run(k)
+            elif vmstop is None:
                 # the reference side: the same instructions, then the faulting one
                 rdone, stop_r = rside.run(done) if done else (0, None)
                 if fault is not None and stop_r is None:
