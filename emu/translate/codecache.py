@@ -16,11 +16,13 @@ short file) is treated as absent and removed: the cache is an accelerator and
 is never trusted.  Writes go to a temporary file renamed into place, so a
 crash cannot leave a half-written file under a valid name.
 """
+import atexit
 import hashlib
 import json
 import os
+import queue
 import re
-import tempfile
+import threading
 
 MAGIC = b"EMUJIT2"
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -35,6 +37,8 @@ class CodeCache:
         self.version = version
         self.rejected = 0           # files found corrupt or foreign, and removed
         self.ok = True
+        self._q = None
+        self._seq = 0
         try:
             os.makedirs(self.dir, exist_ok=True)
         except OSError:
@@ -102,6 +106,34 @@ class CodeCache:
             return None
         return sha, obj, metas
 
+    def put_later(self, obj, metas):
+        """``put`` on a background thread: file creation costs more than the
+        guest can spare on a cold boot (the files are written in order; a
+        crash loses at most what is queued, never leaves a wrong file)."""
+        if not self.ok:
+            return
+        if self._q is None:
+            self._q = queue.Queue()
+            t = threading.Thread(target=self._writer, daemon=True, name="emu-jit-cache")
+            t.start()
+            atexit.register(self.flush)      # what is queued reaches the disk
+        self._q.put((obj, metas))
+
+    def _writer(self):
+        while True:
+            item = self._q.get()
+            try:
+                if item is None:
+                    return
+                self.put(*item)
+            finally:
+                self._q.task_done()
+
+    def flush(self):
+        """Wait until every queued object is on disk."""
+        if self._q is not None:
+            self._q.join()
+
     def put(self, obj, metas):
         """Store an object holding the blocks described by ``metas``; returns its sha."""
         sha = hashlib.sha256(obj).hexdigest()
@@ -118,9 +150,12 @@ class CodeCache:
         return sha
 
     def _write(self, path, data):
-        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
+        # a name of our own (pid, thread, counter): another process writing
+        # the same entry uses another temporary file; os.replace is atomic
+        self._seq += 1
+        tmp = "%s.%d.%d.%d.tmp" % (path, os.getpid(), threading.get_ident(), self._seq)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:

@@ -47,7 +47,7 @@ def _version():
 
 
 VERSION = _version()
-DEFAULT_THRESHOLD = 16
+DEFAULT_THRESHOLD = 64
 
 _JITS = weakref.WeakValueDictionary()       # context address -> JIT
 
@@ -484,7 +484,10 @@ class JIT:
                     p.blk.native = False
             return
         if self.cache is not None:
-            self.cache.put(obj, metas)
+            if self.worker is not None:
+                self.cache.put_later(obj, metas)     # off the guest's thread too
+            else:
+                self.cache.put(obj, metas)
         self.counters["modules_compiled"] += 1
         self.counters["blocks_compiled"] += len(group)
         self.counters["compile_ms_total"] += ms
