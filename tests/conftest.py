@@ -1,7 +1,19 @@
-"""Session-wide hooks: opcode coverage of the differential tests."""
+"""Session-wide hooks: opcode coverage of the differential tests; EMU_TEST_JIT=1
+runs every CPU with tier 1 attached (tests/jit_mode.py)."""
 import json
 
+import pytest
+
 from tests import coverage_rows
+from tests import jit_mode
+
+jit_mode.install()           # before any test module builds a CPU
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield
+    jit_mode.collect(item.nodeid)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -16,6 +28,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if jit_mode.enabled():
+        terminalreporter.write_line(jit_mode.summary_line())
     if not coverage_rows.EXERCISED_ROWS:
         return
     from emu.coverage import summary

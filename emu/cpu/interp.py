@@ -256,6 +256,28 @@ class Interpreter:
                     interrupts.raise_exception(cpu, e)
                     executed += 1    # a delivery is a step: handlers that fault at once
                     continue         # (an exception storm) must not run forever
+                t1 = self.tier1
+                if t1 is not None and not single:
+                    # tier 1 also takes the first block of a run and the block
+                    # after an event, as the fast path below would
+                    nat = blk.native
+                    if nat is None:
+                        h = blk.hits + 1
+                        blk.hits = h
+                        if h >= self.hot_threshold:
+                            t1.compile(blk)
+                            nat = blk.native
+                    if nat and budget - executed >= nat.n:
+                        done, fault = t1.enter(blk, budget - executed, until)
+                        executed += done
+                        if fault is not None:
+                            if cpu.stop_on_fault:
+                                return self._stop_fault(fault)
+                            interrupts.raise_exception(cpu, fault)
+                            executed += 1
+                            continue
+                        if done:
+                            continue
                 n = blk.n
                 k = 1 if single else n
                 if budget - executed < k:
@@ -298,11 +320,9 @@ class Interpreter:
                     pp = blk.ppage
                     if pp is None or pp != mmu.rtlb.get(lin >> 12):
                         break
-                    if until is not None and until in blk.eipset:
-                        break
                     if t1 is not None:
                         nat = blk.native
-                        if nat:
+                        if nat:                  # (native code stops at until itself)
                             if budget - executed < nat.n:
                                 break            # the slow path runs what still fits
                             done, fault = t1.enter(blk, budget - executed, until)
@@ -331,6 +351,8 @@ class Interpreter:
                                     continue
                     if executed > fast_limit:
                         break                    # it may not fit: the slow path runs part of it
+                    if until is not None and until in blk.eipset:
+                        break
                     it = iter(blk.fns)
                     self.cur_iter = it
                     try:

@@ -91,6 +91,7 @@ def _register():
 
 
 MAX_BATCH = 16             # blocks per compiled module, at most
+EXIT_BOOST = 3             # extra hits for a block native code had to leave for
 
 
 class _Prep:
@@ -644,8 +645,15 @@ class JIT:
             raise ex
         if rc == rt.EXIT_LOOKUP:
             slot = w[rt.CTX_SLOT]
+            eip = cpu.R[8]
             if slot:
-                self.pending_slot = (slot, cpu.R[8], mode_key)
+                self.pending_slot = (slot, eip, mode_key)
+            # native code left for a block still interpreted: each of its runs
+            # costs a round trip through Python, so it counts extra towards
+            # the threshold
+            t = interp.cache.get(((cpu.segs[CS].base + eip) & 0xFFFFFFFF) | mode_key)
+            if t is not None and t.native is None and t.hits >= 2:   # (2: the cache probe)
+                t.hits += EXIT_BOOST
         elif rc == rt.EXIT_BAIL:
             blk.native = False           # its run-time assumption (SS.B) does not hold here
         return done, None
