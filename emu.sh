@@ -52,9 +52,26 @@ ensure_env() {
 
 cmd="${1:-run}"
 [ $# -gt 0 ] && shift
+# the CPU tests that run a second time under the JIT (./emu.sh test)
+JIT_TESTS="tests/test_diff_alu.py tests/test_diff_bcd.py tests/test_diff_bits.py
+  tests/test_diff_control.py tests/test_diff_datamov.py tests/test_diff_int.py
+  tests/test_diff_muldiv.py tests/test_diff_shift.py tests/test_diff_stack.py
+  tests/test_diff_string.py tests/test_fpu_diff.py tests/test_fpu_unit.py
+  tests/test_interp_core.py tests/test_system_insns.py tests/test_segments.py tests/test_far.py
+  tests/test_protected_interrupts.py tests/test_paging.py tests/test_paging_programs.py
+  tests/test_io.py tests/test_hostile_paging.py tests/test_fuzz_robustness.py
+  tests/test_shadow.py tests/test_demo_kernel.py tests/test_boot_multiboot.py"
+
 case "$cmd" in
     run)       ensure_env; exec "$py" -m emu.cli boot demo "$@" ;;
-    test)      ensure_env; exec "$py" -m pytest -q -p no:cacheprovider "$@" ;;
+    test)      ensure_env
+               # every CPU test runs twice: interpreted, then with the JIT
+               # compiling every block (tests/jit_mode.py); extra arguments
+               # go to the first run only
+               "$py" -m pytest -q -p no:cacheprovider "$@" || exit $?
+               [ $# -eq 0 ] || exit 0
+               echo "--- the CPU tests again, with the JIT compiling every block (EMU_TEST_JIT=1) ---"
+               EMU_TEST_JIT=1 exec "$py" -m pytest -q -p no:cacheprovider $JIT_TESTS ;;
     test-slow) ensure_env; exec "$py" -m pytest -q -p no:cacheprovider -m slow "$@" ;;
     coverage)  ensure_env; exec "$py" -m emu.cli coverage "$@" ;;
     bench)     ensure_env; exec "$py" benchmarks/cpu_mips.py "$@" ;;
