@@ -2,19 +2,24 @@
 
   emu run       a PC: our BIOS, devices, disks, kernels (see `emu run --help`)
   emu boot demo the demonstration kernel (guests/demo_kernel.asm) on that PC
+  emu boot linux  Debian's i386 Linux (686 kernel, busybox initramfs) to a shell
+                on the serial console; fetched from Debian's archive on first use
+  emu images fetch linux|memtest86+
+                fetch a guest into the image cache (or check the cached copy)
   emu demo      the bare-CPU demonstration (emu/guests/demo.py): no devices, no
                 BIOS; real mode -> protected mode -> paging -> interrupts, its
                 debug-port output on stdout, counters on stderr.
   emu coverage  print which opcode-table rows the differential tests exercised.
 
 Exit codes: 0 guest halted normally, 2 bad usage, 3 triple fault,
-4 timeout / instruction limit, 5 emulator error (one line on stderr).
+4 timeout / instruction limit, 5 emulator error, 6 kernel panic (one line
+on stderr).
 """
 import argparse
 import sys
 import time
 
-EXIT_OK, EXIT_USAGE, EXIT_TRIPLE, EXIT_TIMEOUT, EXIT_ERROR = 0, 2, 3, 4, 5
+EXIT_OK, EXIT_USAGE, EXIT_TRIPLE, EXIT_TIMEOUT, EXIT_ERROR, EXIT_PANIC = 0, 2, 3, 4, 5, 6
 
 
 class DebugPorts:
@@ -91,8 +96,15 @@ def cmd_demo(args):
 
 
 def cmd_boot(args, extra):
-    """`emu boot demo [run options]`: build a bundled guest, then `emu run` it."""
+    """`emu boot demo|linux [run options]`: build or fetch a guest, then `emu run` it."""
+    if args.guest == "linux":
+        return cmd_boot_linux(args, extra)
+    if args.kernel_format is not None:
+        print("emu: --kernel-format is for 'emu boot linux'", file=sys.stderr)
+        return EXIT_USAGE
     from .guests import demo_kernel
+    if args.append is not None:
+        extra = ["--append", args.append] + list(extra)
     try:
         kernel = demo_kernel.build()
     except demo_kernel.BuildError as e:
@@ -103,6 +115,45 @@ def cmd_boot(args, extra):
                  "--realtime"] + list(extra))
 
 
+def cmd_boot_linux(args, extra):
+    """`emu boot linux`: Debian's kernel and our busybox initramfs, COM1 on the terminal."""
+    from .guests import linux
+    from .images import ImageError
+    try:
+        im = linux.fetch(log=lambda text: print("emu: %s" % text, file=sys.stderr))
+    except ImageError as e:
+        print("emu: %s" % e, file=sys.stderr)
+        return EXIT_ERROR
+    # the user's own options come last, so they win (e.g. --memory, --serial)
+    run = linux.run_args(im, args.kernel_format or "vmlinux", args.append or "")
+    return main(["run"] + run + ["--serial", "stdio", "--display", "none", "--realtime"]
+                + list(extra))
+
+
+def cmd_images(args):
+    """`emu images fetch GUEST`: fetch a guest into the image cache and say where it is."""
+    from .images import ImageError, memtest86plus
+    try:
+        if args.guest == "linux":
+            from .guests import linux
+            im = linux.fetch(dest_dir=args.dir,
+                             log=lambda text: print("emu: %s" % text, file=sys.stderr))
+            lines = im.describe()
+            fresh = sorted(k for k, v in im.sources.items() if v != "cache")
+            lines.append("from     %s" % ("the cache (every SHA-256 checked)" if not fresh else
+                                          ", ".join("%s: %s" % (k, im.sources[k])
+                                                    for k in sorted(im.sources))))
+        else:
+            im = memtest86plus(dest_dir=args.dir)
+            lines = ["%s %s (%s): %s" % (im.package, im.version, im.source, im.root)]
+    except ImageError as e:
+        print("emu: %s" % e, file=sys.stderr)
+        return EXIT_ERROR
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
 def cmd_coverage(args):
     from .coverage import report
     return report(args.file, verbose=args.verbose)
@@ -110,6 +161,7 @@ def cmd_coverage(args):
 
 def main(argv=None):
     from .run_command import add_parser as add_run, one_line_errors
+    from .guests.linux import DEFAULT_APPEND as linux_append
     p = argparse.ArgumentParser(prog="emu", description="emu: an IA-32 PC emulator in Python")
     one_line_errors(p)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -122,9 +174,25 @@ def main(argv=None):
     d.add_argument("--stats", action="store_true")
     d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("boot", help="boot a guest that ships with emu: 'demo' (the "
-                       "demonstration kernel); any `emu run` option may follow")
-    b.add_argument("guest", choices=("demo",))
+                       "demonstration kernel) or 'linux' (Debian's i386 kernel with a busybox "
+                       "shell on COM1); any `emu run` option may follow")
+    b.add_argument("guest", choices=("demo", "linux"))
+    b.add_argument("--kernel-format", choices=("vmlinux", "bzimage"), default=None,
+                   help="linux: boot the vmlinux extracted from the package's bzImage through "
+                        "the 32-bit protocol (default: skips the kernel's xz decompressor), or "
+                        "the bzImage itself through its real-mode setup code")
+    b.add_argument("--append", default=None, metavar="ARGS",
+                   help="linux: kernel arguments added to emu's ('%s')" % linux_append)
     b.set_defaults(fn=None)
+    i = sub.add_parser("images", help="guest images from Debian's archive, in the user's "
+                       "cache directory")
+    isub = i.add_subparsers(dest="images_cmd", required=True)
+    f = isub.add_parser("fetch", help="fetch a guest (or verify the cached copy): 'linux' "
+                        "(686 kernel, busybox-static, the vmlinux and initramfs emu makes) or "
+                        "'memtest86+'")
+    f.add_argument("guest", choices=("linux", "memtest86+"))
+    f.add_argument("--dir", default=None, help="image cache (default: ~/.cache/emu/images)")
+    f.set_defaults(fn=cmd_images)
     c = sub.add_parser("coverage", help="opcode rows exercised by the differential tests")
     c.add_argument("--file", default=".opcode-coverage.json")
     c.add_argument("--verbose", "-v", action="store_true")

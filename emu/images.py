@@ -187,6 +187,21 @@ class _Apt:
             return _one_line(text, "apt-get update failed (exit status %d)" % p.returncode)
         return ""
 
+    def pkgnames(self, prefix):
+        """Names of the packages the private lists have that start with ``prefix``
+        (``apt-cache pkgnames``; the lists must have been updated)."""
+        apt_cache = shutil.which("apt-cache")
+        if apt_cache is None:
+            raise ImageError("apt-cache is not available: guest images come from Debian packages")
+        env = dict(os.environ, LC_ALL="C")
+        try:
+            p = subprocess.run([apt_cache] + self.options() + ["pkgnames", prefix], cwd=self.base,
+                               env=env, capture_output=True, text=True, timeout=APT_TIMEOUT,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise ImageError("apt-cache took more than %d s" % APT_TIMEOUT) from None
+        return p.stdout.split() if p.returncode == 0 else []
+
     def download(self, package, into, update_problem=""):
         p = self.run("apt-get download", ["download", package], cwd=into)
         if p.returncode != 0:

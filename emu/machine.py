@@ -111,6 +111,7 @@ class Machine:
                               use_cache=config.jit_cache, background=config.jit_background)
         self.clock = VirtualClock(self.cpu.clock, cfg.ns_per_insn)
         self.clock.on_earlier = self.cpu.request_stop
+        self.clock.on_idle = self._tsc_counts_idle_time
         self.dma = DMA(self.phys)
         self._stop_request = None
         # A20 inputs at power-on: the i8042's output port has A20 set (as QEMU
@@ -214,6 +215,17 @@ class Machine:
     def _request_stop(self, reason, kind):
         self._stop_request = (reason, kind)
         self.cpu.request_stop()
+
+    def _tsc_counts_idle_time(self, n):
+        """The clock jumped n instructions' worth of time over a HLT: the TSC
+        (instructions retired + the offset in TSC_HI:TSC_LO, emu/cpu/msr.py)
+        must jump too, or a guest timing itself with the TSC (Linux's
+        clocksource) sees no time pass while halted and every timer it arms
+        on the PIT fire early (an interrupt storm with time crawling)."""
+        R = self.cpu.R
+        off = ((R[S.TSC_HI] << 32 | R[S.TSC_LO]) + n) & 0xFFFFFFFFFFFFFFFF
+        R[S.TSC_LO] = off & 0xFFFFFFFF
+        R[S.TSC_HI] = off >> 32
 
     def _kernel_panic(self, reason):
         from .frontend.panic_watch import panic_reason_line

@@ -715,3 +715,17 @@ def test_irq0_through_the_pic():
     ports.write(0x20, 1, 0x20)
     assert not pic.pending()
     assert pit.irq0_edges == 25
+
+
+def test_counter2_reads_its_new_count_before_the_load_clock(rig):
+    """Linux's quick_pit_calibrate: gate high, mode 0, 0xFFFF, then at once
+    reads LSB/MSB pairs of counter 2 and needs MSB 0xFF from the first pair
+    (on a PC the ISA reads themselves take longer than one PIT clock)."""
+    rig.gate2(True)
+    rig.tick(10, offset=100)                  # between two clock edges
+    rig.out(0x43, 0xB0)                       # counter 2, lo/hi, mode 0, binary
+    rig.out(0x42, 0xFF)
+    rig.out(0x42, 0xFF)
+    assert rig.inb(0x42) == 0xFF and rig.inb(0x42) == 0xFF      # before the load clock
+    rig.tick(11 + 256)                        # 256 clocks after the load: 0xFEFF
+    assert rig.inb(0x42) == 0xFF and rig.inb(0x42) == 0xFE

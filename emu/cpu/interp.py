@@ -23,7 +23,7 @@ MAX_BLOCK = 64
 
 class Block:
     __slots__ = ("fns", "eips", "next_eips", "n", "end_eip", "falls", "ppage", "ppns",
-                 "key", "eipset", "hits", "native")
+                 "key", "eipset", "hits", "native", "items")
 
 
 def _raiser(vector, code=None):
@@ -151,7 +151,7 @@ class Interpreter:
                 return ram[pa]
             return phys.read(pa, 1)
 
-        fns, eips, nexts = [], [], []
+        items, eips, nexts = [], [], []
         pc = eip
         first_vpn = lin >> 12
         falls = True
@@ -160,15 +160,15 @@ class Interpreter:
             try:
                 ins = decode(fetch, pc, code32)
             except CPUFault as e:
-                if not fns:
+                if not items:
                     if e.vector == 14 or (e.vector == GP and pc > xmax):
                         raise        # fetch fault: deliver now, cache nothing
-                    fns.append(_raiser(e.vector, e.error_code))
+                    items.append(_raiser(e.vector, e.error_code))
                     eips.append(pc)
                     nexts.append(pc)
                     falls = False
                 break
-            fns.append(self._build(ins))
+            items.append(ins)
             eips.append(pc)
             nxt = ins.next_eip & mask if code32 else ins.next_eip
             nexts.append(nxt)
@@ -177,21 +177,16 @@ class Interpreter:
             if "jmp" in a:
                 falls = False
                 break
-            if "sens" in a or len(fns) >= MAX_BLOCK:
+            if "sens" in a or len(items) >= MAX_BLOCK:
                 break
             if ((base + pc) & 0xFFFFFFFF) >> 12 != first_vpn:
                 break
         blk = Block()
-        blk.n = len(fns)
-        if falls:
-            # the block ends without a control transfer: a last closure moves EIP
-            R = cpu.R
-            end = pc
-
-            def fall_through():
-                R[EIP] = end
-            fns.append(fall_through)
-        blk.fns = fns
+        blk.n = len(items)
+        # closures are built on the block's first interpreted run (_closures):
+        # a block that tier 1 takes from its code cache never needs them
+        blk.items = items
+        blk.fns = None
         blk.eips = eips
         blk.next_eips = nexts
         blk.end_eip = pc
@@ -266,6 +261,9 @@ class Interpreter:
                         blk.hits = h
                         if h >= self.hot_threshold:
                             t1.compile(blk)
+                            nat = blk.native
+                        elif h == 1 and t1.probing:
+                            t1.probe(blk)        # in the code cache? (then never interpreted)
                             nat = blk.native
                     if nat and budget - executed >= nat.n:
                         done, fault = t1.enter(blk, budget - executed, until)
@@ -353,7 +351,8 @@ class Interpreter:
                         break                    # it may not fit: the slow path runs part of it
                     if until is not None and until in blk.eipset:
                         break
-                    it = iter(blk.fns)
+                    fns = blk.fns
+                    it = iter(fns if fns is not None else self._closures(blk))
                     self.cur_iter = it
                     try:
                         for f in it:
@@ -381,6 +380,27 @@ class Interpreter:
             self.cur_iter = None
             raise
 
+    def _closures(self, blk):
+        """The block's closures (built once; a last one moves EIP when the
+        block ends without a control transfer)."""
+        fns = [x if callable(x) else self._build(x) for x in blk.items]
+        if blk.falls:
+            R = self.cpu.R
+            end = blk.end_eip
+
+            def fall_through():
+                R[EIP] = end
+            fns.append(fall_through)
+        blk.fns = fns
+        return fns
+
+    def closure(self, blk, i):
+        """The closure of instruction i of blk (tier 1's emu_op runs it)."""
+        if blk.fns is not None:
+            return blk.fns[i]
+        x = blk.items[i]
+        return x if callable(x) else self._build(x)
+
     def _lookup(self, eip, lin):
         """The valid cached block at lin for the current mode, decoding if needed."""
         mmu = self.cpu.mmu
@@ -402,7 +422,8 @@ class Interpreter:
         cpu = self.cpu
         R = cpu.R
         n = blk.n
-        it = iter(blk.fns if k == n else blk.fns[:k])
+        fns = blk.fns if blk.fns is not None else self._closures(blk)
+        it = iter(fns if k == n else fns[:k])
         self.cur_iter = it
         try:
             for f in it:

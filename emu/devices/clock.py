@@ -37,6 +37,7 @@ class VirtualClock:
         # transmit, the kernel handoff) is then served on time.
         self.slice_end = None
         self.on_earlier = None
+        self.on_idle = None
 
     # --- reading time -------------------------------------------------------
     def now(self):
@@ -51,10 +52,15 @@ class VirtualClock:
         return -(-d // self.ns_per_insn)
 
     def advance_idle_to(self, when_ns):
-        """HLT: let virtual time jump forward to when_ns without running code."""
+        """HLT: let virtual time jump forward to when_ns without running code.
+        Returns the instructions' worth of time skipped; ``on_idle(n)`` (the
+        machine's: the TSC counts halted time too) hears each jump."""
         n = self.insns_until(when_ns)
         if n > 0:
             self.idle += n
+            if self.on_idle is not None:
+                self.on_idle(n)
+        return max(n, 0)
 
     # --- timers -----------------------------------------------------------------
     def schedule(self, when_ns, callback):

@@ -246,6 +246,13 @@ class Counter:
         """Load n into the CE on the next clock and count from there."""
         if self.state == RUN:
             self.ce_hold = self.count(t)
+        else:
+            # The first count after a control word: until the load clock the
+            # datasheet leaves the CE undefined; reads there give n.  (On a PC
+            # an ISA IN takes ~1 us, longer than that clock, and Linux's
+            # quick_pit_calibrate relies on it: it writes 0xFFFF to counter 2
+            # and expects MSB 0xFF from its very next reads.)
+            self.ce_hold = n % self.modulus
         self.out_hold = out_before_load
         self.state = RUN
         self.load = t + 1

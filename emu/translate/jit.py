@@ -376,7 +376,7 @@ class JIT:
                 if i is None:               # cannot happen for a matching key
                     blk.native = False
                     return
-                self.op_closures[((base + eip) & 0xFFFFFFFF) | mode] = blk.fns[i]
+                self.op_closures[((base + eip) & 0xFFFFFFFF) | mode] = cpu.interp.closure(blk, i)
         vpn = p.lin0 >> 12
         # the native TLB entry the block's code-page check expects
         ctypes.c_int64.from_address(nb.pglobal).value = (vpn << 32) | blk.ppage
