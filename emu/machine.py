@@ -270,6 +270,8 @@ class Machine:
 
         def result(code, reason):
             self.flush_output()
+            if self.jit is not None:
+                self.jit.settle()        # what is being compiled reaches the code cache
             watch = self.panic_watch
             if watch is not None and code in (EXIT_OK, EXIT_TIMEOUT) and watch.panicked:
                 # the panic's last lines never came: the run still ended in a panic

@@ -62,5 +62,10 @@ def test_jit_boot_json_shape(demo_kernel_builds):
         assert isinstance(out[key], float) and out[key] > 0, (key, out[key])
     assert out["qemu_s"] is None and out["ratio_cold"] is None      # --no-qemu
     assert out["blocks_compiled_cold"] > 0
-    assert out["cache_hits_warm"] > 0 and out["blocks_compiled_warm"] == 0
+    # every block the cold run compiled comes from the code cache in the warm
+    # run (which may compile a few more: blocks become native earlier there,
+    # so others reach the threshold that did not before)
+    assert out["cache_hits_warm"] > 0
+    assert out["blocks_from_cache_warm"] >= out["blocks_compiled_cold"]
+    assert out["blocks_compiled_warm"] <= out["blocks_compiled_cold"] // 10
     assert out["notes"] == [], out["notes"]

@@ -121,6 +121,11 @@ class CompileWorker:
                 out.append((payload, obj, ms))
         return out
 
+    def wait(self, timeout):
+        """True when a result is ready (or the worker is gone)."""
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return bool(r) or not self.alive()
+
     def alive(self):
         return self.proc.poll() is None
 

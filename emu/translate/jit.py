@@ -508,6 +508,21 @@ class JIT:
             if nb is not None:
                 self._install(blk, nb, p)
 
+    def settle(self, timeout=10.0):
+        """Wait (at most ``timeout`` seconds) for the modules the background
+        compiler still has, install them and write them to the code cache, so
+        that a run leaves the cache as complete as it would be compiling
+        in-process (the next run then finds everything)."""
+        w = self.worker
+        deadline = time.monotonic() + timeout
+        while w is not None and w.inflight and time.monotonic() < deadline:
+            if not w.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                continue
+            self.collect()
+            w = self.worker
+        if self.cache is not None:
+            self.cache.flush()
+
     def tick(self):
         """Called by the interpreter at the start of every run slice."""
         if self.worker is not None and self.worker.inflight:
