@@ -175,6 +175,7 @@ class BlockEmitter:
         self.stop_var = False
         self.self_loop_ok = self_loop_ok
         self.ended = False
+        self.count_entries = False    # set for blocks that may be recompiled optimised
         self.mem_used = set()
         self.has_loop = False
         self.cur_label = "body"
@@ -698,6 +699,8 @@ class BlockEmitter:
         for g in self.slot_globals:
             out.append("%s = global i64 0" % g)
         out.append("@p_%s = global i64 -1" % name)      # expected code-page TLB entry
+        if self.count_entries:
+            out.append("@h_%s = global i64 0" % name)   # entries (tier up)
         out.append("define i32 @b_%s(i64 %%ctx) {" % name)
         out.append("entry:")
         for w in sorted(self.used):
@@ -713,6 +716,19 @@ class BlockEmitter:
         out.append("  ret i32 %pc")
         out.append("pre:")
         out.append("  %cp = inttoptr i64 %ctx to ptr")
+        if self.count_entries:
+            # tier up: a block entered HOT_ENTRIES times asks for optimised code
+            out.append("  %%hc = load i64, ptr @h_%s" % name)
+            out.append("  %hc1 = add i64 %hc, 1")
+            out.append("  store i64 %%hc1, ptr @h_%s" % name)
+            out.append("  %%hhot = icmp uge i64 %%hc1, %d" % rt.HOT_ENTRIES)
+            out.append("  br i1 %hhot, label %hmark, label %pre1")
+            out.append("hmark:")
+            out.append("  %%hslot = getelementptr i64, ptr %%cp, i64 %d" % rt.CTX_HOT)
+            out.append("  %%haddr = ptrtoint ptr @h_%s to i64" % name)
+            out.append("  store i64 %haddr, ptr %hslot")
+            out.append("  br label %pre1")
+            out.append("pre1:")
         out.append("  %%Rp_a = getelementptr i64, ptr %%cp, i64 %d" % rt.CTX_R)
         out.append("  %Rp = load ptr, ptr %Rp_a")
         out.append("  %%budgetp = getelementptr i64, ptr %%cp, i64 %d" % rt.CTX_BUDGET)

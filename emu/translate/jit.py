@@ -96,13 +96,15 @@ EXIT_BOOST = 3             # extra hits for a block native code had to leave for
 
 class _Prep:
     """A block decoded for tier 1, waiting to be compiled."""
-    __slots__ = ("blk", "insns", "code", "eip0", "lin0", "xmax", "used", "name", "text", "meta")
+    __slots__ = ("blk", "insns", "code", "eip0", "lin0", "xmax", "used", "name", "text", "meta",
+                 "tier2", "old")
 
 
 class NativeBlock:
     """Compiled code of one interpreter block."""
 
-    __slots__ = ("name", "fn", "call", "n", "slots", "incoming", "pglobal", "key", "dead", "ops")
+    __slots__ = ("name", "fn", "call", "n", "slots", "incoming", "pglobal", "key", "dead", "ops",
+                 "hglobal", "tier2")
 
 
 class JIT:
@@ -119,6 +121,7 @@ class JIT:
         self.probing = self.cache is not None and self.cache.has_entries()
         self.loaded = {}            # name -> NativeBlock (code objects in the engine)
         self.objects = set()        # sha256 of every object file in the engine
+        self.by_hot = {}            # address of a block's entry counter -> NativeBlock
         self.warm = []              # blocks past half the threshold (see note_warm)
         self.op_closures = {}       # lin | mode key -> interpreter closure (helper_op)
         self.worker = None          # compile_worker.CompileWorker when compiling in background
@@ -147,6 +150,7 @@ class JIT:
             "chain_hits": 0, "chains_patched": 0, "blocks_rejected": 0,
             "native_instructions": 0, "invalidated": 0, "helper_ops": 0,
             "slow_reads": 0, "slow_writes": 0,     # native TLB misses, MMIO, watched pages
+            "tier_ups": 0,                         # blocks recompiled optimised
             "exits": {n: 0 for n in rt.EXIT_NAMES},
         }
         _JITS[self.ctx.address] = self
@@ -260,15 +264,45 @@ class JIT:
         if len(self.warm) < 4 * MAX_BATCH:
             self.warm.append(blk)
 
+    def _tier_up(self, haddr):
+        """A compiled block was entered HOT_ENTRIES times: compile it again
+        with optimisation (instcombine, simplifycfg, the memory routines
+        inlined, codegen opt 2) and swap it in.  Same IR, same results."""
+        nb = self.by_hot.get(haddr)
+        if nb is None or nb.tier2 or nb.key is None:
+            return
+        nb.tier2 = True                      # asked once
+        interp = self.cpu.interp
+        blk = interp.cache.get(nb.key)
+        if blk is None or blk.native is not nb or nb.key & ~0xFFFFFFFF != interp.mode_key:
+            return
+        p = self._prepare(blk)
+        if p is None or p.name != nb.name:
+            return
+        p.tier2 = True
+        p.old = nb
+        p.name = nb.name + "o2"
+        nb2 = self._find(p.name)
+        if nb2 is not None:
+            self._install(blk, nb2, p)
+            self.counters["tier_ups"] += 1
+            return
+        self._compile_batch([p], optimise_all=True)
+
+    def _find(self, name):
+        """A loaded or cached NativeBlock called name, or None."""
+        nb = self.loaded.get(name)
+        if nb is None and self.cache is not None:
+            nb = self._from_cache(name)
+        return nb
+
     def probe(self, blk):
         """A block runs for the second time: if the code cache (or this engine)
         has it already, install it now instead of waiting for the threshold."""
         p = self._prepare(blk)
         if p is None:
             return
-        nb = self.loaded.get(p.name)
-        if nb is None and self.cache is not None:
-            nb = self._from_cache(p.name)
+        nb = self._find(p.name + "o2") or self._find(p.name)   # optimised code first
         if nb is not None:
             self._install(blk, nb, p)
 
@@ -298,9 +332,7 @@ class JIT:
                 b.native = False
                 self.counters["blocks_rejected"] += 1
                 continue
-            nb = self.loaded.get(p.name)
-            if nb is None and self.cache is not None:
-                nb = self._from_cache(p.name)
+            nb = self._find(p.name + "o2") or self._find(p.name)
             if nb is not None:
                 self._install(b, nb, p)
             else:
@@ -331,6 +363,8 @@ class JIT:
             return None
         p = _Prep()
         p.blk = blk
+        p.tier2 = False
+        p.old = None
         p.insns = None
         p.code = code
         p.eip0 = eip0
@@ -415,6 +449,8 @@ class JIT:
             if name in self.loaded:
                 continue
             names += ["b_" + name, "p_" + name] + ["s_%s_%d" % (name, i) for i in range(m["slots"])]
+            if m.get("hot"):
+                names.append("h_" + name)
         addrs = self.engine.load(obj, names)
         self.objects.add(sha)
         for name, m in metas.items():
@@ -428,14 +464,19 @@ class JIT:
             nb.ops = m.get("ops", [])
             nb.slots = [addrs["s_%s_%d" % (name, i)] for i in range(m["slots"])]
             nb.pglobal = addrs["p_" + name]
+            nb.hglobal = addrs.get("h_" + name, 0)
+            nb.tier2 = False
+            if nb.hglobal:
+                self.by_hot[nb.hglobal] = nb
             nb.incoming = []
             nb.key = None
             nb.dead = False
             self.loaded[name] = nb
 
-    def _compile_batch(self, preps):
+    def _compile_batch(self, preps, optimise_all=False):
         """Emit IR for the prepared blocks and compile it: blocks that loop on
-        themselves one module each, optimised; the others in one module."""
+        themselves one module each, optimised; the others in one module
+        (counting their entries, for the tier up)."""
         plain, loops = [], []
         for p in preps:
             try:
@@ -449,9 +490,10 @@ class JIT:
                 p.blk.native = False
                 self.counters["blocks_rejected"] += 1
                 continue
+            e.count_entries = not (e.has_loop or optimise_all)
             p.text = e.function()
-            p.meta = {"n": n, "slots": e.slots, "ops": e.helper_ops}
-            (loops if e.has_loop else plain).append(p)
+            p.meta = {"n": n, "slots": e.slots, "ops": e.helper_ops, "hot": e.count_entries}
+            (loops if e.has_loop or optimise_all else plain).append(p)
         groups = [([p], True) for p in loops]
         if plain:
             groups.append((plain, False))
@@ -497,6 +539,12 @@ class JIT:
         for p in group:
             self.compile_ms.append(per)
             blk = p.blk
+            if p.tier2:
+                nb = self.loaded.get(p.name)
+                if nb is not None and blk.native is p.old and interp.cache.get(blk.key) is blk:
+                    self._install(blk, nb, p)
+                    self.counters["tier_ups"] += 1
+                continue
             if blk.native is not None and blk.native is not False and blk.native != 0:
                 continue            # installed meanwhile (another module had it)
             if blk.native is None or interp.cache.get(blk.key) is not blk:
@@ -652,6 +700,10 @@ class JIT:
         cpu.icount = self.entry_icount + done
         self.counters["native_instructions"] += done
         self.counters["exits"][rt.EXIT_NAMES[rc]] += 1
+        if w[rt.CTX_HOT]:
+            hot = w[rt.CTX_HOT]
+            w[rt.CTX_HOT] = 0
+            self._tier_up(hot)
         if rc == rt.EXIT_FAULT:
             ex = self.pending
             self.pending = None

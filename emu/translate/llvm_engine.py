@@ -141,7 +141,7 @@ class Engine:
         self.ee.finalize_object()
         out = {}
         for n in names:
-            a = self.ee.get_global_value_address(n) if n.startswith("s_") or n.startswith("p_") \
+            a = self.ee.get_global_value_address(n) if n[:2] in ("s_", "p_", "h_") \
                 else self.ee.get_function_address(n)
             if not a:
                 raise RuntimeError("symbol %s missing from compiled object" % n)

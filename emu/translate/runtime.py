@@ -30,12 +30,16 @@ reused by another process (the persistent code cache):
   CTX_SEGS       per segment register: base, rmin, rmax, wmin, wmax (signed),
                  mirrored from the interpreter's SegCache on every load
   CTX_SS_BIG     SS.B (the stack-address size follows it at run time)
+  CTX_HOT        set by a block entered HOT_ENTRIES times or more: the address
+                 of its entry counter, for Python to recompile it optimised
 """
 import numpy as np
 
 CTX_R, CTX_RAM, CTX_TLBR, CTX_TLBW = 0, 1, 2, 3
 CTX_BUDGET, CTX_EXIT_REQ, CTX_UNTIL, CTX_MODE = 4, 5, 6, 7
 CTX_DISPATCH, CTX_SLOT, CTX_CHAINS, CTX_SS_BIG = 8, 9, 10, 11
+CTX_HOT = 12
+HOT_ENTRIES = 20000        # entries that make a block worth optimised code
 CTX_SEGS = 16              # 6 x 5 words
 SEG_WORDS = 5
 CTX_WORDS = 64
