@@ -498,3 +498,62 @@ def test_emu_run_with_and_without_the_jit_gives_the_same_serial_output(demo_kern
     count_on = [ln for ln in on.stderr.splitlines() if "instructions" in ln and "MIPS" in ln]
     assert count and count_on
     assert count[0].split()[2] == count_on[0].split()[2]
+
+
+# --- tier up: hot blocks recompiled optimised ---------------------------------------------
+
+TIER_UP = """
+    mov ecx, 30000
+    mov esi, {data:#x}
+loop:
+    mov eax, [esi]
+    add eax, ebx
+    jmp n1
+n1:
+    mov [esi+4], eax
+    call f
+    dec ecx
+    jnz loop
+    jmp done
+f:
+    rol ebx, 3
+    adc ebx, ecx
+    ret
+done:
+    nop
+"""
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_hot_blocks_tier_up_and_give_the_interpreters_results(background):
+    """Blocks entered HOT_ENTRIES times are recompiled optimised and swapped in
+    (in-process, or through the background compiler with the old code running
+    meanwhile); the guest ends in exactly the interpreter's state."""
+    from emu.translate import runtime as rt
+    asm = TIER_UP.format(data=DATA)
+    code = code_of(asm)
+    end = P.code_lin + len(code)
+    states = []
+    for use_jit in (False, True):
+        side = EmuSide(P)
+        jit = attach(side.cpu, threshold=2, use_cache=False, background=background) \
+            if use_jit else None
+        side.reset(dict(ebx=1), code=code)
+        for _ in range(200):                   # slices, as the machine runs them
+            st = side.emu.run(count=20000, until=end)
+            if st.reason != "count":
+                break
+            if jit is not None and jit.worker is not None:
+                jit.settle(timeout=5)          # let the compiler's results in
+        assert st.reason == "until", st
+        R = side.cpu.R
+        states.append(([R[i] for i in range(9)], side.emu.reg_read("eflags"),
+                       bytes(side.cpu.phys.ram), side.cpu.icount))
+        if jit is not None:
+            s = jit.stats()
+            assert s["tier_ups"] >= 1, s
+            assert s["native_instructions"] > 0.9 * side.cpu.icount, s
+            # the optimised code is what runs now: the loop head's block is a tier-2 one
+            assert any(nb.name.endswith("o2") for nb in jit.by_key.values())
+            assert 30000 >= rt.HOT_ENTRIES
+    assert states[0] == states[1]

@@ -504,7 +504,8 @@ class JIT:
                 try:
                     self.worker.submit(text, optimise, ROUTINES, (group, metas, text, optimise))
                     for p in group:
-                        p.blk.native = 0        # being compiled: interpreted meanwhile
+                        if not p.tier2:         # (a tier up keeps the running code meanwhile)
+                            p.blk.native = 0    # being compiled: interpreted meanwhile
                     self.counters["modules_queued"] += 1
                     continue
                 except (OSError, ValueError):
