@@ -343,8 +343,9 @@ def _stats(machine, result):
                    % (native, 100.0 * native / max(1, result.instructions), j["native_entries"],
                       j["chain_hits"], j["chains_patched"]))
         out.append("jit: %d instructions run through the interpreter's code (emu_op); "
-                   "%d reads and %d writes took the slow path (TLB miss, MMIO, watched page)"
-                   % (j["helper_ops"], j["slow_reads"], j["slow_writes"]))
+                   "%d native TLB misses walked in native code; %d reads and %d writes "
+                   "went to Python (fault, MMIO, watched page, first walk)"
+                   % (j["helper_ops"], j["native_walks"], j["slow_reads"], j["slow_writes"]))
         out.append("jit: exits to Python by reason: " + ", ".join(
             "%s %d" % (k, v) for k, v in j["exits"].items()))
     for line in out:

@@ -12,8 +12,12 @@ jit_mode.install()           # before any test module builds a CPU
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    yield
+    outcome = yield
     jit_mode.collect(item.nodeid)
+    if outcome.excinfo is None:
+        errs = jit_mode.audit()
+        if errs:
+            pytest.fail("native TLB audit: %d violations, e.g. %s" % (len(errs), errs[:3]))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -19,6 +19,8 @@ Options (environment):
   EMU_TEST_JIT_REPORT=PATH  append one JSON line per test: instructions retired,
                             of them natively, blocks compiled, exits
 At the end of the session a summary line says how much guest code ran natively.
+After every test the native TLB of each live JIT is audited against the
+guest's page tables (``JIT.audit_tlb``); a violation fails the test.
 """
 import json
 import os
@@ -129,6 +131,17 @@ def collect(nodeid=None):
         except OSError:
             pass
     return rec
+
+
+def audit():
+    """Native TLB audit of every live JIT still attached to its CPU: lines."""
+    if not _installed:
+        return []
+    errs = []
+    for jit in list(_LIVE):
+        if jit.cpu.interp.tier1 is jit:
+            errs.extend(jit.audit_tlb())
+    return errs
 
 
 def summary_line():

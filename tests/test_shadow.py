@@ -434,6 +434,56 @@ def test_mark_code(vm):
     vm.audit_clean()
 
 
+def test_a_page_no_longer_watched_gets_its_fast_write_entry_back(vm):
+    """A page that was code when its write right was cached stays on the slow
+    path only while it is watched: the first store after unmark_code puts the
+    fast entry back (before, every store to it walked the slow path until the
+    translation was dropped - 79k stores on a Linux boot)."""
+    vm.pte(0x5000, 0x200000 | URW)
+    vm.paging()
+    m = vm.mmu
+    m.mark_code(0x200)
+    m.write(0x5004, 4, 1, False)                 # cached while watched: checked entry only
+    assert 5 in m.cur.psw and 5 not in m.wtlb
+    m.unmark_code(0x200)
+    m.write(0x5004, 4, 2, False)
+    assert m.wtlb[5] == 0x200000
+    assert (m.cur, 5) in m.wrev[0x200]
+    vm.audit_clean()
+    m.mark_code(0x200)                           # and it is revoked again as usual
+    assert 5 not in m.wtlb
+    vm.audit_clean()
+
+
+def test_tier1_listeners_hear_page_table_stores_and_new_watches(vm):
+    """The hooks tier 1's native walk relies on: pt_listener for a store into
+    a write-watched page table (not the walker's own A/D update) and for a
+    page that stops being watched; revoke_listener(ppn) for a page that
+    becomes watched (a page table or code)."""
+    vm.pte(0x5000, 0x200000 | URW)
+    vm.pte(0x6000, 0x201000 | P | RW)           # A clear: the walk updates it
+    vm.paging()
+    m = vm.mmu
+    heard = []
+    m.pt_listener = lambda: heard.append("pt")
+    m.revoke_listener = lambda ppn: heard.append(ppn)
+    m.read(0x5000, 4, False)                    # PD and PT0 become watched
+    assert PD >> 12 in heard and PT0 >> 12 in heard
+    heard.clear()
+    m.read(0x6000, 4, False)                    # our own A update: nothing
+    assert heard == []
+    vm.pte(0x7000, 0x202000 | URW)               # a store into the watched PT0
+    assert heard == ["pt"]
+    heard.clear()
+    m.mark_code(0x201)
+    assert heard == [0x201]
+    heard.clear()
+    m.invlpg(0x5000)
+    m.invlpg(0x6000)                              # PT0's last entry: no longer watched
+    assert "pt" in heard and not vm.phys.watch[PT0 >> 12] & WATCH_PT
+    vm.audit_clean()
+
+
 def test_ad_update_on_code_page_reaches_code_listener(vm):
     vm.pte(0x5000, 0x200000 | URW)
     vm.paging()

@@ -152,6 +152,14 @@ class MMU:
         # called with a vpn whose fast entries may be dropped, or None for
         # "any": tier 1 keeps a native copy of rtlb/wtlb (translate/runtime.py)
         self.tlb_listener = None
+        # tier 1 also fills its native TLB by walking the guest's tables
+        # itself, from PDEs/PTEs on WATCH_PT pages only, and keeps no record
+        # the MMU could drop one by one.  pt_listener() is called when a
+        # WATCH_PT page is written (not an A/D update) or loses WATCH_PT;
+        # revoke_listener(ppn) when page ppn becomes watched, so that no
+        # write entry of its own points there any more.
+        self.pt_listener = None
+        self.revoke_listener = None
         self._ram_pages = phys.ram_pages
         self._kind = phys._kindb
         self._watch = phys._watchb
@@ -310,6 +318,8 @@ class MMU:
 
     def _revoke_writes(self, ppn):
         """Remove every fast write entry pointing at page ``ppn``."""
+        if self.revoke_listener is not None:
+            self.revoke_listener(ppn)
         s = self.wrev.pop(ppn, None)
         if not s:
             return
@@ -359,6 +369,8 @@ class MMU:
                     if not t:
                         del track[ppn]
                         self._watch[ppn] &= 0xFF ^ WATCH_PT
+                        if self.pt_listener is not None:
+                            self.pt_listener()
 
     def _on_phys_write(self, ppn, paddr, size):
         """PhysMem listener: a store into a watched RAM page, before it lands."""
@@ -367,6 +379,8 @@ class MMU:
         if paddr == self._ad_target and size == 4:
             return      # our own A/D update: only A/D bits change, no right is lost
         self.counters["write_track_faults"] += 1
+        if self.pt_listener is not None:
+            self.pt_listener()
         t = self.track.get(ppn)
         if t is None:
             return
@@ -505,6 +519,25 @@ class MMU:
                 s = self.wrev[ppn] = set()
             s.add((sh, vpn))
 
+    def _promote_writes(self, sh, vpn, page):
+        """A checked write right to a page that is now plain unwatched RAM (it
+        was a page table or held code when the entry was built): give it its
+        fast entries back, or every store to it would stay on the slow path
+        until the translation is dropped."""
+        added = False
+        if sh.psw.get(vpn) == page:
+            sh.sw[vpn] = page
+            added = True
+        if sh.puw.get(vpn) == page:
+            sh.uw[vpn] = page
+            added = True
+        if added:
+            ppn = page >> 12
+            s = self.wrev.get(ppn)
+            if s is None:
+                s = self.wrev[ppn] = set()
+            s.add((sh, vpn))
+
     def _xlate(self, lin, write, user):
         """Physical address of ``lin`` for this access; fills the shadow."""
         vpn = lin >> 12
@@ -519,6 +552,11 @@ class MMU:
         else:
             page = (sh.pur if user else sh.psr).get(vpn)
         if page is not None:
+            if write:
+                ppn = page >> 12
+                if ppn < self._ram_pages and not self._watch[ppn] \
+                        and self._kind[ppn] == KIND_RAM:
+                    self._promote_writes(sh, vpn, page)
             return page | (lin & 0xFFF)
         paddr, info = self._walk(sh, lin, write, user)
         self._fill(sh, vpn, paddr, info)

@@ -28,6 +28,7 @@ import re
 from ..cpu.flags import K_ADD, K_ADC1, K_SUB, K_SBB1, K_LOGIC, K_INC, K_DEC, K_NEG, K_RES
 from . import runtime as rt
 from .llvm_engine import HELPER_DECLS
+from .tlbwalk import walk_fn
 
 MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 SIGNS = {0: 0x80, 1: 0x8000, 2: 0x80000000}
@@ -786,7 +787,16 @@ entry:
   %%e = load i64, ptr %%ep
   %%x = load i64, ptr %%pg
   %%pok = icmp eq i64 %%e, %%x
-  br i1 %%pok, label %%c_ss, label %%remap
+  br i1 %%pok, label %%c_ss, label %%refill
+refill:
+  ; not in the native TLB (flushed, or evicted): walk, then check again
+  %%xv = lshr i64 %%x, 32
+  %%xv32 = trunc i64 %%xv to i32
+  %%xl = shl i32 %%xv32, 12
+  %%wb = call i64 @emurt_walk(i64 %%ctx, i32 %%xl, i32 0)
+  %%e2 = load i64, ptr %%ep
+  %%pok2 = icmp eq i64 %%e2, %%x
+  br i1 %%pok2, label %%c_ss, label %%remap
 remap:
   %%sp = getelementptr i64, ptr %%cp, i64 %(slot)d
   store i64 0, ptr %%sp
@@ -916,9 +926,21 @@ def mem_routine(kind, size):
     out.append("  %c12 = and i1 %c1, %c2")
     out.append("  %c34 = and i1 %c3, %c4")
     out.append("  %ok = and i1 %c12, %c34")
-    out.append("  br i1 %ok, label %fast, label %slow")
+    out.append("  br i1 %ok, label %fast, label %miss")
+    # a native TLB miss inside the segment and the page: the native walk
+    # (tlbwalk.py) fills the entry, or sends the access to Python
+    out.append("miss:")
+    out.append("  %c124 = and i1 %c12, %c4")
+    out.append("  br i1 %c124, label %walk, label %slow")
+    out.append("walk:")
+    out.append("  %%wb = call i64 @emurt_walk(i64 %%ctx, i32 %%lin, i32 %d)" % (0 if ld else 1))
+    out.append("  %wok = icmp sge i64 %wb, 0")
+    out.append("  br i1 %wok, label %acc, label %slow")
     out.append("fast:")
-    out.append("  %hb = and i64 %e, 4294967295")
+    out.append("  %hbt = and i64 %e, 4294967295")
+    out.append("  br label %acc")
+    out.append("acc:")
+    out.append("  %hb = phi i64 [ %hbt, %fast ], [ %wb, %walk ]")
     out.append("  %p64 = zext i32 %pofs to i64")
     out.append("  %ha = add i64 %hb, %p64")
     out.append("  %%rp = getelementptr i64, ptr %%cp, i32 %d" % rt.CTX_RAM)
@@ -948,7 +970,10 @@ def mem_routine(kind, size):
 
 
 ROUTINES = ("emurt_prologue", "emurt_dispatch", "emurt_mat") + tuple(
-    "emurt_%s%d" % (k, n) for k in ("ld", "st") for n in (1, 2, 4))
+    "emurt_%s%d" % (k, n) for k in ("ld", "st") for n in (1, 2, 4)) + ("emurt_walk",)
+# routines a block module only ever declares, even an optimised one: the miss
+# path is large and cold, inlining it would only cost compile time
+OUT_OF_LINE = ("emurt_walk",)
 
 
 def _routine_defs():
@@ -958,6 +983,7 @@ def _routine_defs():
     for kind in ("ld", "st"):
         for size in (1, 2, 4):
             defs["emurt_%s%d" % (kind, size)] = mem_routine(kind, size)
+    defs["emurt_walk"] = walk_fn()
     return defs
 
 
@@ -990,11 +1016,16 @@ def module_text(functions, inline_routines=False):
         _DEFS = _routine_defs()
     body = "".join(functions)
     parts = [HELPER_DECLS, body]
+    if inline_routines:
+        # the inlined routines' own calls count too (ld/st call the walk)
+        for name in ROUTINES:
+            if name not in OUT_OF_LINE and "@%s(" % name in body:
+                body += _DEFS[name]
     for name in ROUTINES:
         if "@%s(" % name not in body:
             continue
         d = _DEFS[name]
-        if inline_routines:
+        if inline_routines and name not in OUT_OF_LINE:
             parts.append(d)
         else:
             head = d[d.index("define"):d.index("{")]

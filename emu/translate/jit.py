@@ -22,7 +22,7 @@ import weakref
 
 from ..cpu.decode import decode
 from ..cpu.faults import CPUFault, Restart
-from ..cpu.state import CS
+from ..cpu.state import CR0, CR3, CR4, CS
 from . import runtime as rt
 from . import llvm_engine
 from .codecache import CodeCache
@@ -159,6 +159,8 @@ class JIT:
         interp.tier1 = self
         interp.hot_threshold = self.threshold
         cpu.mmu.tlb_listener = self._tlb_changed
+        cpu.mmu.pt_listener = self.ctx.tlb_flush_native
+        cpu.mmu.revoke_listener = self.ctx.tlb_revoke_writes
         for s in cpu.segs:
             s.listener = self.ctx.seg_changed
             self.ctx.seg_changed(s)
@@ -726,12 +728,69 @@ class JIT:
             blk.native = False           # its run-time assumption (SS.B) does not hold here
         return done, None
 
+    def audit_tlb(self):
+        """Every native TLB entry the guest's tables do not allow right now, one
+        line each ([] when all is well).  An entry must be what a fresh walk
+        (no A/D updates) gives for the current privilege class; a write entry
+        needs the D bit and must point at plain RAM no one watches; and the
+        PDE/PTE it came from must lie on write-watched pages, or a store to
+        them would not reach the MMU (HYP-DV3)."""
+        from ..mmu import paging
+        from ..mmu.physmem import KIND_MMIO, KIND_RAM, WATCH_PT
+        cpu = self.cpu
+        mmu = cpu.mmu
+        phys = cpu.phys
+        R = cpu.R
+        errs = []
+        kind = phys.page_kind
+        watch = phys.watch
+        npages = phys.ram_pages
+        user = bool(mmu.user)
+        for name, tbl, write in (("r", self.ctx.tlbr, False), ("w", self.ctx.tlbw, True)):
+            for slot in range(rt.NTLB):
+                e = int(tbl[slot])
+                vpn = e >> 32
+                if vpn == 0xFFFFFFFF:
+                    continue
+                base = e & 0xFFFFFFFF
+                where = "%s[%d] vpn 0x%05x -> 0x%x" % (name, slot, vpn, base)
+                if vpn & (rt.NTLB - 1) != slot:
+                    errs.append("%s: in the wrong slot" % where)
+                ppn = base >> 12
+                if base & 0xFFF or ppn >= npages:
+                    errs.append("%s: host offset outside guest RAM" % where)
+                    continue
+                if kind[ppn] == KIND_MMIO:
+                    errs.append("%s: an MMIO page" % where)
+                if write and (kind[ppn] != KIND_RAM or watch[ppn]):
+                    errs.append("%s: write entry to a ROM or watched page" % where)
+                if not mmu.paging:
+                    if base != (vpn << 12) & mmu.a20_mask:
+                        errs.append("%s: not the identity (A20) map" % where)
+                    continue
+                try:
+                    paddr, info = paging.walk(phys, R[CR3], R[CR0], R[CR4], vpn << 12,
+                                              write, user, update=False,
+                                              a20_mask=mmu.a20_mask, read=phys.peek)
+                except CPUFault as f:
+                    errs.append("%s: the guest's tables fault (%s)" % (where, f))
+                    continue
+                if paddr & 0xFFFFF000 != base:
+                    errs.append("%s: the guest's tables give 0x%x" % (where, paddr))
+                if write and not info.dirty:
+                    errs.append("%s: write entry but D is clear" % where)
+                for a in (info.pde_addr, info.pte_addr):
+                    if a is not None and not (a >> 12 < npages and watch[a >> 12] & WATCH_PT):
+                        errs.append("%s: its PDE/PTE at 0x%x is not write-watched" % (where, a))
+        return errs
+
     def stats(self):
         c = dict(self.counters)
         c["exits"] = dict(c["exits"])
         # every native block entry passes the prologue, which counts it; those
         # not made by Python are native-to-native transfers
         c["chain_hits"] = int(self.ctx.words[rt.CTX_CHAINS]) - c["native_entries"]
+        c["native_walks"] = int(self.ctx.words[rt.CTX_WALKS])
         ms = sorted(self.compile_ms)
         c["compile_ms_median"] = ms[len(ms) // 2] if ms else None
         return c

@@ -198,6 +198,8 @@ def detach(cpu):
     interp.tier1 = None
     interp.hot_threshold = 0
     cpu.mmu.tlb_listener = None
+    cpu.mmu.pt_listener = None
+    cpu.mmu.revoke_listener = None
     for s in cpu.segs:
         s.listener = None
     cpu.event = True             # the run loop's fast path caches tier1: make it look again

@@ -12,10 +12,10 @@ reused by another process (the persistent code cache):
                  reads (and fetches), one for writes.  Entry = vpn << 32 |
                  host page offset; an empty slot holds a tag no vpn has
                  (JIT_NOTES trap 7: a zero-filled TLB would "hit" page 0).
-                 It is a cache of the MMU's current fast dicts (mmu.rtlb /
-                 mmu.wtlb) and is emptied whenever an entry of those may be
-                 dropped (the MMU's tlb_listener), so it never allows an
-                 access the shadow page tables do not.
+                 It is filled from two sources (see "The native TLB" below)
+  CTX_KIND/WATCH PhysMem's page-kind and watch byte arrays, CTX_NPAGES the
+                 number of RAM pages: what the native walk checks
+  CTX_WALKS      native walks that filled an entry (a counter)
   CTX_BUDGET     instructions the native code may still retire; each block
                  takes its length at entry or exits without running
   CTX_EXIT_REQ   non-zero: leave at the next block entry (an interrupt, a
@@ -32,6 +32,27 @@ reused by another process (the persistent code cache):
   CTX_SS_BIG     SS.B (the stack-address size follows it at run time)
   CTX_HOT        set by a block entered HOT_ENTRIES times or more: the address
                  of its entry counter, for Python to recompile it optimised
+
+The native TLB
+--------------
+An entry comes either from the MMU's current fast dicts (``mmu.rtlb`` /
+``mmu.wtlb``, copied after a Python access: ``tlb_fill``) or from native
+code's own page walk (tlbwalk.py).  It never allows an access the shadow
+page tables would not, because it is emptied:
+
+* one vpn, when the MMU drops a fast entry for it (``mmu.tlb_listener(vpn)``);
+* entirely, when the address space, the privilege class or the paging mode
+  changes (``mmu.tlb_listener(None)``);
+* entirely, when a page-table page the MMU watches is written (other than
+  the walkers' own A/D updates) or stops being watched
+  (``mmu.pt_listener``): the native walk fills only from PDEs/PTEs on
+  watched pages, so until one of those events its entries are exact;
+* the write entries to a page, when that page becomes watched (a page table
+  or decoded code: ``mmu.revoke_listener(ppn)``), since the native walk
+  fills write entries only for unwatched RAM pages.
+
+The two "entirely" flushes after a native fill cost a numpy fill; while no
+native walk has filled anything since the last flush they cost nothing.
 """
 import numpy as np
 
@@ -39,6 +60,8 @@ CTX_R, CTX_RAM, CTX_TLBR, CTX_TLBW = 0, 1, 2, 3
 CTX_BUDGET, CTX_EXIT_REQ, CTX_UNTIL, CTX_MODE = 4, 5, 6, 7
 CTX_DISPATCH, CTX_SLOT, CTX_CHAINS, CTX_SS_BIG = 8, 9, 10, 11
 CTX_HOT = 12
+CTX_KIND, CTX_WATCH, CTX_NPAGES = 13, 14, 15
+CTX_WALKS = 46             # after CTX_SEGS' 30 words
 HOT_ENTRIES = 20000        # entries that make a block worth optimised code
 CTX_SEGS = 16              # 6 x 5 words
 SEG_WORDS = 5
@@ -85,6 +108,12 @@ class Context:
         w[CTX_TLBW] = self.tlbw.ctypes.data
         w[CTX_DISPATCH] = self.disp.ctypes.data
         w[CTX_UNTIL] = NO_UNTIL
+        phys = cpu.phys
+        # the byte arrays are fixed for the machine's life (PhysMem never
+        # resizes them), so native code may keep their addresses
+        w[CTX_KIND] = phys.page_kind.ctypes.data
+        w[CTX_WATCH] = phys.watch.ctypes.data
+        w[CTX_NPAGES] = phys.ram_pages
         self.address = w.ctypes.data
         # memoryviews over the same bytes: Python's scalar reads and writes are
         # several times cheaper through them than through numpy indexing
@@ -93,21 +122,43 @@ class Context:
         self.TW = memoryview(self.tlbw).cast("B").cast("Q")
         self.D = memoryview(self.disp).cast("B").cast("Q")
         self.cpu = cpu
-        self.tlb_filled = False
+        self.tlb_filled = False     # Python copied an entry in since the last flush
+        self.walks_seen = 0         # CTX_WALKS at the last flush
 
     # --- native TLB -------------------------------------------------------------
+    def native_fills(self):
+        """Has the native walk filled an entry since the last full flush?"""
+        return self.W[CTX_WALKS] != self.walks_seen
+
     def tlb_flush(self, vpn=None):
         if vpn is None:
-            if self.tlb_filled:
+            walks = self.W[CTX_WALKS]
+            if self.tlb_filled or walks != self.walks_seen:
                 self.tlbr.fill(TLB_EMPTY)
                 self.tlbw.fill(TLB_EMPTY)
                 self.tlb_filled = False
+                self.walks_seen = walks
             return
         i = vpn & (NTLB - 1)
         if self.TR[i] >> 32 == vpn:
             self.TR[i] = _EMPTY
         if self.TW[i] >> 32 == vpn:
             self.TW[i] = _EMPTY
+
+    def tlb_flush_native(self):
+        """A page-table page changed or stopped being watched: entries of the
+        native walk may be stale (the MMU's own ones are dropped one by one)."""
+        if self.W[CTX_WALKS] != self.walks_seen:
+            self.tlb_flush(None)
+
+    def tlb_revoke_writes(self, ppn):
+        """Page ``ppn`` became watched: no native write entry may point at it.
+        (Entries copied from the MMU are revoked through tlb_listener; this
+        finds the ones the native walk filled.)"""
+        if self.W[CTX_WALKS] != self.walks_seen:
+            hit = (self.tlbw & np.uint64(0xFFFFFFFF)) == np.uint64(ppn << 12)
+            if hit.any():
+                self.tlbw[hit] = TLB_EMPTY
 
     def tlb_fill(self, vpn):
         """Copy the MMU's current fast entries for ``vpn`` into the native TLB."""
