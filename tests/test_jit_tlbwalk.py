@@ -19,6 +19,8 @@ table after the native walk gave it a write entry.
 """
 import struct
 
+import pytest
+
 from emu.translate import runtime as rt
 from tests.guests import sys_paging
 from tests.guests.jit_programs import DATA, RO
@@ -289,3 +291,53 @@ def test_the_audit_reports_an_entry_the_tables_do_not_allow():
     errs = j.jit.audit_tlb()
     assert any("0x%05x" % vpn in e and "fault" in e for e in errs), errs
     assert any("0x%05x" % vpn2 in e and "give" in e for e in errs), errs
+
+
+# --- random page-table programs --------------------------------------------------------------
+
+PTE_FLAGS = (0x01, 0x02, 0x20, 0x40)            # P RW A D (U/S stays set: CPL 0 ignores it)
+
+
+def random_paging_program(seed):
+    """A loop over random accesses to the eight data pages and the 4 MiB page,
+    mixed with stores that rewrite their PTEs (frame and P/RW/A/D bits) and
+    the 4 MiB PDE, INVLPG, CR3 reloads and CR0.WP toggles.  It runs at CPL 0
+    and stops at its first fault."""
+    import random
+    r = random.Random(seed)
+    frames = [P.lin_to_phys(data(i)) for i in range(8)]
+    pde = PD_LIN + 4 * (PSE_LIN >> 22)
+    lines = ["mov ebp, 3", "top:"]
+    for _ in range(r.randrange(8, 24)):
+        k = r.random()
+        if k < 0.55:
+            lin = r.choice([data(r.randrange(8)), PSE_LIN + 0x1000 * r.randrange(64)])
+            lin += r.randrange(0, 0x1000 - 4) & ~3
+            if r.random() < 0.5:
+                lines.append("add eax, [%#x]" % lin)
+            else:
+                lines.append("mov dword ptr [%#x], %#x" % (lin, r.getrandbits(32)))
+                lines.append("add eax, [%#x]" % lin)
+        elif k < 0.8:
+            i = r.randrange(8)
+            flags = 0x04 | sum(f for f in PTE_FLAGS if r.random() < (0.95 if f == 1 else 0.6))
+            lines.append("mov dword ptr [%#x], %#x" % (pte(data(i)), r.choice(frames) | flags))
+        elif k < 0.85:
+            flags = 0x85 | sum(f for f in (0x02, 0x20, 0x40) if r.random() < 0.6)
+            lines.append("mov dword ptr [%#x], %#x" % (pde, PSE_PHYS | flags))
+        elif k < 0.9:
+            lines.append("invlpg [%#x]" % data(r.randrange(8)))
+        elif k < 0.95:
+            lines += ["mov ebx, cr3", "mov cr3, ebx"]
+        else:
+            lines += ["mov ebx, cr0", "xor ebx, 0x10000", "mov cr0, ebx"]
+    lines += ["dec ebp", "jnz top"]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_page_table_programs_agree_and_audit_clean(seed):
+    j, i = both(random_paging_program(seed))
+    if j.stop.instructions > 10:          # (some programs fault at once)
+        assert j.stats["native_walks"] > 0
+    audited(j)

@@ -15,6 +15,11 @@ not match, unreadable JSON, a block missing from its object's description, a
 short file) is treated as absent and removed: the cache is an accelerator and
 is never trusted.  Writes go to a temporary file renamed into place, so a
 crash cannot leave a half-written file under a valid name.
+
+The names of the index files are read once, when the first lookup is made;
+after that a block that is not in the cache costs a set lookup, not a failed
+``open`` (a Linux boot looks up ~100k blocks that were never compiled).
+Entries another process adds meanwhile are not seen until the next run.
 """
 import atexit
 import hashlib
@@ -39,19 +44,28 @@ class CodeCache:
         self.ok = True
         self._q = None
         self._seq = 0
+        self._names = None          # block names with an index file (read on first use)
         try:
             os.makedirs(self.dir, exist_ok=True)
         except OSError:
             self.ok = False         # e.g. a read-only home: run without a cache
 
+    def _index(self):
+        names = self._names
+        if names is None:
+            names = set()
+            try:
+                with os.scandir(self.dir) as it:
+                    for e in it:
+                        if e.name.endswith(".idx"):
+                            names.add(e.name[:-4])
+            except OSError:
+                pass
+            self._names = names
+        return names
+
     def has_entries(self):
-        if not self.ok:
-            return False
-        try:
-            with os.scandir(self.dir) as it:
-                return any(e.name.endswith(".idx") for e in it)
-        except OSError:
-            return False
+        return self.ok and bool(self._index())
 
     def _obj_path(self, sha):
         return os.path.join(self.dir, "o_%s.bin" % sha)
@@ -68,7 +82,7 @@ class CodeCache:
 
     def get(self, name):
         """(object sha, object bytes, {block: meta}) holding block ``name``, or None."""
-        if not self.ok:
+        if not self.ok or name not in self._index():
             return None
         ip = self._idx_path(name)
         try:
@@ -145,6 +159,8 @@ class CodeCache:
             self._write(self._obj_path(sha), head + b"\n" + obj)
             for name in metas:
                 self._write(self._idx_path(name), sha.encode())
+                if self._names is not None:
+                    self._names.add(name)
         except OSError:
             pass
         return sha

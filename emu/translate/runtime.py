@@ -16,6 +16,8 @@ reused by another process (the persistent code cache):
   CTX_KIND/WATCH PhysMem's page-kind and watch byte arrays, CTX_NPAGES the
                  number of RAM pages: what the native walk checks
   CTX_WALKS      native walks that filled an entry (a counter)
+  CTX_WMARK      one byte per RAM page, set by the native walk when it fills
+                 a write entry to that page (so revoking looks only there)
   CTX_BUDGET     instructions the native code may still retire; each block
                  takes its length at entry or exits without running
   CTX_EXIT_REQ   non-zero: leave at the next block entry (an interrupt, a
@@ -62,6 +64,7 @@ CTX_DISPATCH, CTX_SLOT, CTX_CHAINS, CTX_SS_BIG = 8, 9, 10, 11
 CTX_HOT = 12
 CTX_KIND, CTX_WATCH, CTX_NPAGES = 13, 14, 15
 CTX_WALKS = 46             # after CTX_SEGS' 30 words
+CTX_WMARK = 47
 HOT_ENTRIES = 20000        # entries that make a block worth optimised code
 CTX_SEGS = 16              # 6 x 5 words
 SEG_WORDS = 5
@@ -114,6 +117,9 @@ class Context:
         w[CTX_KIND] = phys.page_kind.ctypes.data
         w[CTX_WATCH] = phys.watch.ctypes.data
         w[CTX_NPAGES] = phys.ram_pages
+        self.wmark = np.zeros(max(1, phys.ram_pages), dtype=np.uint8)
+        self.WM = memoryview(self.wmark)
+        w[CTX_WMARK] = self.wmark.ctypes.data
         self.address = w.ctypes.data
         # memoryviews over the same bytes: Python's scalar reads and writes are
         # several times cheaper through them than through numpy indexing
@@ -155,7 +161,8 @@ class Context:
         """Page ``ppn`` became watched: no native write entry may point at it.
         (Entries copied from the MMU are revoked through tlb_listener; this
         finds the ones the native walk filled.)"""
-        if self.W[CTX_WALKS] != self.walks_seen:
+        if ppn < len(self.WM) and self.WM[ppn]:
+            self.WM[ppn] = 0
             hit = (self.tlbw & np.uint64(0xFFFFFFFF)) == np.uint64(ppn << 12)
             if hit.any():
                 self.tlbw[hit] = TLB_EMPTY

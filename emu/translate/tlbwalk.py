@@ -48,7 +48,7 @@ def walk_fn():
     offset of the filled entry, or -1 (take the Python path)."""
     c = dict(
         R=rt.CTX_R, RAM=rt.CTX_RAM, KIND=rt.CTX_KIND, WATCH=rt.CTX_WATCH,
-        NPAGES=rt.CTX_NPAGES, WALKS=rt.CTX_WALKS, TLBR=rt.CTX_TLBR, TLBW=rt.CTX_TLBW,
+        NPAGES=rt.CTX_NPAGES, WALKS=rt.CTX_WALKS, WMARK=rt.CTX_WMARK, TLBR=rt.CTX_TLBR, TLBW=rt.CTX_TLBW,
         CR0=CR0, CR3=CR3, CR4=CR4, CPL=CPL, A20=A20,
         A20OFF=_i32(~(1 << 20)), PG=_i32(pg.CR0_PG), WP=pg.CR0_WP, PSE=pg.CR4_PSE,
         F4K=_i32(pg.FRAME_4K), F4M=_i32(pg.FRAME_4M), RSVD=pg.PDE4M_RSVD,
@@ -252,6 +252,10 @@ fillw:
   %%twt = load ptr, ptr %%twpp
   %%tws = getelementptr i64, ptr %%twt, i32 %%slot
   store i64 %%ent, ptr %%tws
+  %%wmp = getelementptr i64, ptr %%cp, i64 %(WMARK)d
+  %%wm = load ptr, ptr %%wmp
+  %%wmb = getelementptr i8, ptr %%wm, i64 %%tpn64
+  store i8 1, ptr %%wmb
   br label %%done
 done:
   %%cntp = getelementptr i64, ptr %%cp, i64 %(WALKS)d
