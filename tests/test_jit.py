@@ -189,6 +189,33 @@ def test_page_fault_in_a_push(deliver):
         assert j.stop.instructions == i.stop.instructions == 2 + 4 * 5 + 1
 
 
+PUSHF_LOOP = """
+    mov ecx, 6
+top:
+    add eax, 0x7fffffff
+    pushfd
+    pop edx
+    xor ebx, edx
+    sub eax, ecx
+    pushfd
+    dec ecx
+    jnz top
+"""
+
+
+def test_pushfd_runs_natively_and_pushes_the_materialised_flags():
+    """PUSHFD (sensitive only in V86 mode, which tier 1 never compiles) is
+    native: no emu_op call; after ADD and SUB records with OF/CF/AF set and
+    clear the pushed images equal the interpreter's.  The stack walks down
+    into the unmapped page: the faulting PUSHFD leaves ESP and the flags as
+    they were."""
+    j, i = both(PUSHF_LOOP, regs={"eax": 0x12345678, "esp": STACK_LOW + 8})
+    ran_natively(j, fault=True)
+    assert j.stats["helper_ops"] == 0
+    assert (j.stop.vector, j.stop.error_code, j.stop.cr2) == (14, 2, STACK_LOW - 4)
+    assert j.reg("esp") == STACK_LOW
+
+
 GP_LIMIT = """
     mov esi, 0xf00
 top:

@@ -335,6 +335,20 @@ def pop(e, ins):
     e.set_reg(r, v)
 
 
+@family("stack.pushf")
+def pushf(e, ins):
+    """PUSHFD.  The opcode table marks PUSHF sensitive for V86 mode (IOPL < 3
+    gives #GP there); tier 1 compiles no V86 code (jit._prepare), and outside
+    it PUSHF is an ordinary push of EFLAGS with VM and RF clear.  It
+    materialises the lazy flags first, as the interpreter's does."""
+    _check_common(e, ins)
+    if ins.opsize != 32:
+        raise Unsupported("pushf16")
+    fl = e.materialize()
+    sp = e.push(e.op("and i32 %s, %d" % (fl, 0x00FCFFFF)))
+    e.set_reg(4, sp)
+
+
 @family("stack.leave")
 def leave(e, ins):
     _check_common(e, ins)
@@ -435,6 +449,12 @@ def _register_more():
     from . import semantics_more  # noqa: F401  (registers its families in FAMILIES)
 
 
+# rows the opcode table marks sensitive only because of virtual-8086 mode:
+# in the protected-mode code tier 1 compiles they are not, so they get native
+# semantics (every other sensitive row runs its checked interpreter helper)
+SENSITIVE_ONLY_IN_V86 = frozenset(("stack.pushf",))
+
+
 def emit_instruction(e, ins):
     """Emit one instruction; raises Unsupported when tier 1 has no semantics."""
     fam = FAMILIES.get(ins.row.build)
@@ -443,14 +463,15 @@ def emit_instruction(e, ins):
     if getattr(ins.entry, "builder", None) is None:
         # the interpreter has no closure for it (#UD, counted): neither do we
         raise Unsupported("no interpreter builder")
-    if "sens" in ins.row.attrs:
+    if "sens" in ins.row.attrs and ins.row.build not in SENSITIVE_ONLY_IN_V86:
         raise Unsupported("sensitive")
     fam(e, ins)
 
 
 def supported(ins):
     """Cheap pre-check used to size a block before emitting it."""
-    if FAMILIES.get(ins.row.build) is None or "sens" in ins.row.attrs:
+    if FAMILIES.get(ins.row.build) is None or \
+            ("sens" in ins.row.attrs and ins.row.build not in SENSITIVE_ONLY_IN_V86):
         return False
     if getattr(ins.entry, "builder", None) is None:
         return False
