@@ -20,6 +20,7 @@ BIOS uses for disks and boot information (fwcfg.py).
 to the next timer deadline, due timers fire, and HLT with interrupts enabled
 jumps the clock to the next deadline (an idle guest costs no host CPU).
 """
+import gc
 import os
 import time
 
@@ -40,6 +41,7 @@ VGA_BASE, VGA_SIZE = 0xA0000, 0x20000
 OPTROM_BASE, OPTROM_SIZE = 0xC0000, 0x30000
 MAX_RAM = 3 << 30
 QUANTUM = 200_000          # instructions between looks at the host (timeouts, pacing)
+RUN_GC_THRESHOLDS = (100_000, 50, 100)   # see Machine.run
 
 # Exit codes of `emu run`, documented in its --help.
 EXIT_OK, EXIT_USAGE, EXIT_TRIPLE, EXIT_TIMEOUT, EXIT_ERROR = 0, 2, 3, 4, 5
@@ -259,7 +261,22 @@ class Machine:
     # --- running -------------------------------------------------------------------
     def run(self, timeout=None, max_instructions=None):
         """Run until the guest powers off, halts for good, faults beyond repair,
-        or a limit is hit.  Returns a RunResult (never raises for guest causes)."""
+        or a limit is hit.  Returns a RunResult (never raises for guest causes).
+
+        While it runs, Python's cyclic garbage collector is made to run less
+        often (the thresholds are put back afterwards).  The interpreter
+        allocates a closure per decoded instruction and keeps millions of
+        them alive.  At the default thresholds, collections that rescan them
+        took 5.3 s of a 21 s warm Linux boot; at these, 0.8 s.  Little of
+        what the emulator allocates is cyclic garbage, so memory hardly grows."""
+        old = gc.get_threshold()
+        gc.set_threshold(*RUN_GC_THRESHOLDS)
+        try:
+            return self._run(timeout, max_instructions)
+        finally:
+            gc.set_threshold(*old)
+
+    def _run(self, timeout, max_instructions):
         cpu = self.cpu
         clock = self.clock
         R = cpu.R
