@@ -216,6 +216,25 @@ def test_pushfd_runs_natively_and_pushes_the_materialised_flags():
     assert j.reg("esp") == STACK_LOW
 
 
+def test_sti_with_nothing_pending_does_not_stop_native_code():
+    """CLI and STI run their interpreter helpers (they are sensitive); with no
+    interrupt pending STI's shadow needs no stop, so the loop stays native:
+    no helper_stop exit (before, every STI returned to Python)."""
+    asm = """
+        mov ecx, 50
+    top:
+        cli
+        add eax, ecx
+        sti
+        dec ecx
+        jnz top
+    """
+    j, i = both(asm)
+    ran_natively(j)
+    assert j.reg("eax") == sum(range(1, 51))
+    assert j.stats["helper_ops"] >= 100 and j.stats["exits"]["helper_stop"] == 0
+
+
 GP_LIMIT = """
     mov esi, 0xf00
 top:

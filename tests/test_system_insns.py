@@ -246,6 +246,44 @@ def test_sti_interrupt_shadow():
     assert struct.unpack("<H", e.mem_read(0x7000 - 6, 2))[0] == 0x7C04   # return IP
 
 
+def _sti_guest():
+    e = Emu(ram_size=1 << 20)
+    e.mem_write(0x20 * 4, struct.pack("<HH", 0x600, 0))
+    e.mem_write(0x600, b"\xf4")                                  # handler: hlt
+    e.mem_write(0x7C00, assemble("sti; mov ax, 1; mov bx, 2; mov cx, 3; hlt", 16))
+    for sreg in ("cs", "ss", "ds"):
+        e.set_segment(sreg, 0)
+    e.reg_write("esp", 0x7000)
+    e.reg_write("eip", 0x7C00)
+    return e
+
+
+def test_sti_shadow_holds_an_interrupt_that_arrives_just_after_sti():
+    """Nothing is pending at STI; the interrupt comes at the boundary right
+    after it (the run stopped there): it still waits for the next
+    instruction (the race `sti; hlt` relies on)."""
+    e = _sti_guest()
+    assert e.run(count=1).reason == "count"
+    e.interrupt(0x20)
+    st_ = e.run(count=20)
+    assert st_.reason == "hlt" and e.reg_read("eip") == 0x601
+    assert (e.reg_read("ax"), e.reg_read("bx")) == (1, 0)
+    assert struct.unpack("<H", e.mem_read(0x7000 - 6, 2))[0] == 0x7C04   # return IP
+
+
+def test_sti_shadow_is_over_after_one_instruction():
+    """An interrupt that comes two instructions after STI is taken at once:
+    the shadow ended with the instruction after STI, even though no one
+    looked at events in between."""
+    e = _sti_guest()
+    assert e.run(count=2).reason == "count"
+    e.interrupt(0x20)
+    st_ = e.run(count=20)
+    assert st_.reason == "hlt" and e.reg_read("eip") == 0x601
+    assert (e.reg_read("ax"), e.reg_read("bx")) == (1, 0)
+    assert struct.unpack("<H", e.mem_read(0x7000 - 6, 2))[0] == 0x7C04
+
+
 @pytest.mark.parametrize("iopl", [0, 1, 2, 3])
 @pytest.mark.parametrize("code", ["cli", "sti"])
 @pytest.mark.parametrize("cpl", [0, 3])

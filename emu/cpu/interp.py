@@ -59,6 +59,7 @@ class Interpreter:
         self.cache.clear()
         self.page_blocks.clear()
         self.mode_changed()
+        self.cpu.event = True
 
     def mode_changed(self):
         """CS (size/limit), CR0.PE or EFLAGS.VM changed: pick the block namespace."""
@@ -68,8 +69,9 @@ class Interpreter:
         mid = self.mode_ids.get(t)
         if mid is None:
             mid = self.mode_ids[t] = len(self.mode_ids) + 1
-        self.mode_key = mid << 32
-        cpu.event = True         # the run loop's fast path caches mode_key: make it look again
+        if self.mode_key != mid << 32:
+            self.mode_key = mid << 32
+            cpu.event = True     # the run loop's fast path caches mode_key: make it look again
 
     def _on_watch(self, ppn, paddr, size):
         phys = self.cpu.phys
@@ -494,6 +496,8 @@ class Interpreter:
         cpu = self.cpu
         R = cpu.R
         cpu.event = False
+        if R[INHIBIT_IRQ]:
+            cpu.shadow_over()
         if cpu.stop_requested:
             cpu.stop_requested = False
             return "stop"

@@ -11,7 +11,7 @@ from ..flags import (CONDS, K_ADD, K_SUB, SZI, MASK, CF, PF, AF, ZF, SF, DF,
                      materialize, set_flags)
 from ..operands import (operand_get, operand_set, ea, reg_get, reg_set, rm_get, rm_set,
                         rm_rmw, MASKS)
-from ..state import (EAX, ECX, EDX, EBX, EFLAGS, LF_OP, LF_RES, LF_A, LF_B, INHIBIT_IRQ,
+from ..state import (EAX, ECX, EDX, EBX, EFLAGS, LF_OP, LF_RES, LF_A, LF_B,
                      CS, SS, ES, DS, FS, GS, seg_index)
 
 M32 = 0xFFFFFFFF
@@ -135,14 +135,12 @@ def mov_to_sreg(cpu, insn):
     sreg = insn.reg
     if sreg == CS or sreg > GS:
         raise CPUFault(UD)
-    R = cpu.R
     get = rm_get(cpu, insn, 2)
     load = cpu.load_sreg
     if sreg == SS:
         def mov_ss():
             load(SS, get())
-            R[INHIBIT_IRQ] = 1
-            cpu.event = True
+            cpu.hold_interrupts(always_look=True)
         return mov_ss
     return lambda: load(sreg, get())
 

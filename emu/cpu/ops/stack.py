@@ -9,7 +9,7 @@ stack access leaves ESP as it was.
 from ..faults import CPUFault, GP
 from ..flags import materialize, IOPL_MASK, VM, RF, IF, AC, ID, NT
 from ..operands import ea, reg_get, reg_set, rm_get, MASKS
-from ..state import ESP, EBP, CPL, INHIBIT_IRQ, SS, seg_index
+from ..state import ESP, EBP, CPL, SS, seg_index
 
 M32 = 0xFFFFFFFF
 _SREG_OF = {0x06: 0, 0x0E: 1, 0x16: 2, 0x1E: 3, 0x0FA0: 4, 0x0FA8: 5,
@@ -163,8 +163,7 @@ def pop_sreg(cpu, insn):
         else:
             R[ESP] = (old & 0xFFFF0000) | ((old + size) & 0xFFFF)
         if is_ss:
-            R[INHIBIT_IRQ] = 1
-            cpu.event = True
+            cpu.hold_interrupts(always_look=True)
     return f
 
 
