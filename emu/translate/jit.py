@@ -20,14 +20,13 @@ import os
 import time
 import weakref
 
-from ..cpu.decode import decode
 from ..cpu.faults import CPUFault, Restart
 from ..cpu.state import CR0, CR3, CR4, CS
 from . import runtime as rt
 from . import llvm_engine
 from .codecache import CodeCache
-from .ir import BlockEmitter, Unsupported, module_text, ROUTINES
-from .semantics import emit_instruction, supported
+from .blockgen import build_modules
+from .ir import ROUTINES
 
 def _version():
     """The code cache's namespace: a hash of the sources that decide what
@@ -37,7 +36,7 @@ def _version():
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha256(llvmlite.__version__.encode())
     for name in ("ir.py", "semantics.py", "semantics_more.py", "runtime.py", "llvm_engine.py",
-                 "jit.py"):
+                 "tlbwalk.py", "blockgen.py", "jit.py"):
         with open(os.path.join(here, name), "rb") as f:
             h.update(f.read())
     for mod in ("state.py", "flags.py"):
@@ -95,9 +94,9 @@ EXIT_BOOST = 3             # extra hits for a block native code had to leave for
 
 
 class _Prep:
-    """A block decoded for tier 1, waiting to be compiled."""
-    __slots__ = ("blk", "insns", "code", "eip0", "lin0", "xmax", "used", "name", "text", "meta",
-                 "tier2", "old")
+    """A block named for tier 1 (its bytes, address and mode), waiting to be
+    compiled or taken from the code cache."""
+    __slots__ = ("blk", "code", "eip0", "lin0", "xmax", "used", "name", "tier2", "old")
 
 
 class NativeBlock:
@@ -345,7 +344,7 @@ class JIT:
     def _prepare(self, blk):
         """Name blk for tier 1 (a hash of its code bytes, address and mode):
         a _Prep, or None when tier 1 cannot take it.  Nothing is decoded here
-        (a code-cache hit needs no decoding: see _decode)."""
+        (a code-cache hit needs no decoding: blockgen.py decodes for compiling)."""
         cpu = self.cpu
         cs = cpu.segs[CS]
         if not cs.big or cpu.v86 or blk.ppage is None:
@@ -367,7 +366,6 @@ class JIT:
         p.blk = blk
         p.tier2 = False
         p.old = None
-        p.insns = None
         p.code = code
         p.eip0 = eip0
         p.lin0 = lin0
@@ -379,25 +377,6 @@ class JIT:
         h.update(code)
         p.name = h.hexdigest()[:24]
         return p
-
-    def _decode(self, p):
-        """The block's instructions (the interpreter decoded the same bytes)."""
-        code = p.code
-        eip0 = p.eip0
-
-        def fetch(off):
-            i = (off - eip0) & 0xFFFFFFFF
-            if i >= len(code):
-                raise CPUFault(13, 0)
-            return code[i]
-
-        insns = []
-        pc = eip0
-        for _ in range(p.blk.n):
-            ins = decode(fetch, pc, True)
-            insns.append(ins)
-            pc = ins.next_eip & 0xFFFFFFFF
-        return insns
 
     def _install(self, blk, nb, p):
         if nb.ops:
@@ -476,32 +455,15 @@ class JIT:
             self.loaded[name] = nb
 
     def _compile_batch(self, preps, optimise_all=False):
-        """Emit IR for the prepared blocks and compile it: blocks that loop on
-        themselves one module each, optimised; the others in one module
-        (counting their entries, for the tier up)."""
-        plain, loops = [], []
-        for p in preps:
-            try:
-                p.insns = self._decode(p)
-            except CPUFault:
-                p.blk.native = False
-                self.counters["blocks_rejected"] += 1
-                continue
-            e, n = self._emit(p.name, p.insns, p.eip0, p.lin0, p.xmax, p.used)
-            if e is None:
-                p.blk.native = False
-                self.counters["blocks_rejected"] += 1
-                continue
-            e.count_entries = not (e.has_loop or optimise_all)
-            p.text = e.function()
-            p.meta = {"n": n, "slots": e.slots, "ops": e.helper_ops, "hot": e.count_entries}
-            (loops if e.has_loop or optimise_all else plain).append(p)
-        groups = [([p], True) for p in loops]
-        if plain:
-            groups.append((plain, False))
-        for group, optimise in groups:
-            text = module_text([p.text for p in group], inline_routines=optimise)
-            metas = {p.name: p.meta for p in group}
+        """Compile the prepared blocks: blockgen.build_modules decodes them,
+        writes their IR and groups them into modules, which are compiled in
+        the compile worker when there is one, or here."""
+        specs = [(p.name, p.code, p.eip0, p.lin0, p.xmax, p.used, p.blk.n) for p in preps]
+        byname = {p.name: p for p in preps}
+        modules, rejected = build_modules(specs, optimise_all)
+        self._reject(byname, rejected)
+        for names, text, metas, optimise in modules:
+            group = [byname[n] for n in names]
             if self.worker is not None:
                 try:
                     self.worker.submit(text, optimise, ROUTINES, (group, metas, text, optimise))
@@ -515,9 +477,26 @@ class JIT:
             for p in group:
                 if p.blk.native is None:
                     p.blk.native = 0            # being compiled: _finish installs it
-            t0 = time.thread_time()
+            self._compile_here(group, metas, text, optimise)
+
+    def _compile_here(self, group, metas, text, optimise):
+        t0 = time.thread_time()
+        try:
             obj = llvm_engine.compile_object(text, optimise=optimise)
-            self._finish(group, metas, obj, (time.thread_time() - t0) * 1e3)
+        except Exception:
+            for p in group:
+                if p.blk.native == 0:
+                    p.blk.native = False
+            return
+        self._finish(group, metas, obj, (time.thread_time() - t0) * 1e3)
+
+    def _reject(self, byname, names):
+        """Blocks tier 1 cannot take: the interpreter keeps them for good."""
+        for name in names:
+            p = byname[name]
+            if not p.tier2 and p.blk.native in (None, 0):
+                p.blk.native = False
+                self.counters["blocks_rejected"] += 1
 
     def _finish(self, group, metas, obj, ms):
         """Load a compiled module and install its blocks that are still wanted."""
@@ -586,16 +565,9 @@ class JIT:
             return
         for (group, metas, text, optimise), obj, info in w.poll():
             if obj is None:                   # the worker could not: do it here
-                t0 = time.thread_time()
-                try:
-                    obj = llvm_engine.compile_object(text, optimise=optimise)
-                except Exception:
-                    for p in group:
-                        if p.blk.native == 0:
-                            p.blk.native = False
-                    continue
-                info = (time.thread_time() - t0) * 1e3
-            self._finish(group, metas, obj, info)
+                self._compile_here(group, metas, text, optimise)
+            else:
+                self._finish(group, metas, obj, info)
         if not w.inflight and not w.alive():
             self._worker_failed()
 
@@ -629,27 +601,6 @@ class JIT:
             n -= chunk
             lin = (lin + chunk) & 0xFFFFFFFF
         return bytes(out)
-
-    def _emit(self, name, insns, eip0, lin0, xmax, span):
-        """IR for the block: native semantics where a family has them, the
-        interpreter's closure through emu_op for every other instruction."""
-        n = len(insns)
-        e = BlockEmitter(name, eip0, lin0, n, xmax)
-        e.span = span
-        for i, ins in enumerate(insns):
-            e.begin(i, ins)
-            cp = e.checkpoint()
-            try:
-                emit_instruction(e, ins)
-            except Unsupported:
-                e.rollback(cp)
-                e.helper_op(ins)
-            e.finish()
-            if e.ended:
-                break
-        if not e.ended:
-            e.exit_direct(insns[-1].next_eip & 0xFFFFFFFF, n)
-        return e, n
 
     # --- running ----------------------------------------------------------------------------
     def enter(self, blk, budget, until):
