@@ -46,7 +46,7 @@ def _version():
 
 
 VERSION = _version()
-DEFAULT_THRESHOLD = 64
+DEFAULT_THRESHOLD = 32        # measured on the Linux boot: see INTERNALS.md ("When")
 
 _JITS = weakref.WeakValueDictionary()       # context address -> JIT
 
