@@ -603,3 +603,26 @@ def test_hot_blocks_tier_up_and_give_the_interpreters_results(background):
             assert any(nb.name.endswith("o2") for nb in jit.by_key.values())
             assert 30000 >= rt.HOT_ENTRIES
     assert states[0] == states[1]
+
+
+# --- far transfers through emu_op ---------------------------------------------------------------
+
+def test_int_and_iret_go_on_in_native_code():
+    """INT and IRET run their interpreter helpers; unless one asks for a stop
+    (a mode change, an event) native code goes on through the dispatch table
+    instead of returning to Python after each (IRET did ~40k times a boot)."""
+    from tests.layout import STUB_SIZE
+    stub = P.handler_base + STUB_SIZE * 0x80
+    asm = """
+        mov ecx, 40
+    top:
+        int 0x80
+        add ebx, ecx
+        dec ecx
+        jnz top
+    """
+    j, i = both(asm, mem=[(stub, b"\xcf")])             # the handler: IRETD
+    ran_natively(j)
+    assert j.reg("ebx") == sum(range(1, 41))
+    s = j.stats
+    assert s["helper_ops"] >= 80 and s["exits"]["helper_stop"] == 0, s
