@@ -626,3 +626,49 @@ def test_int_and_iret_go_on_in_native_code():
     assert j.reg("ebx") == sum(range(1, 41))
     s = j.stats
     assert s["helper_ops"] >= 80 and s["exits"]["helper_stop"] == 0, s
+
+
+# --- code models ---------------------------------------------------------------------------------
+
+def _relocation_types(obj):
+    """The x86-64 relocation types an ELF object asks RuntimeDyld to resolve."""
+    assert obj[:4] == b"\x7fELF" and obj[4] == 2
+    shoff, = struct.unpack_from("<Q", obj, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
+    types = set()
+    for i in range(shnum):
+        sh = struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize)
+        if sh[1] == 4:                                   # SHT_RELA
+            for k in range(0, sh[5], sh[9] or 24):
+                types.add(struct.unpack_from("<Q", obj, sh[4] + k + 8)[0] & 0xFFFFFFFF)
+    return types
+
+
+def test_engines_after_the_first_few_get_large_model_code(monkeypatch):
+    """A process that has made many engines (this test suite; a fuzzer running
+    VM after VM) can get an engine whose code and data pools lie more than
+    2 GiB apart, and a 32-bit PC-relative relocation then aborts the process
+    inside LLVM (it did, under the CPU tests in one order).  Engines after
+    the first SMALL_MODEL_ENGINES get large-model code: every object loaded
+    into them asks only for 64-bit addresses (R_X86_64_64, R_X86_64_PC64),
+    and they give the interpreter's results."""
+    from emu.translate import llvm_engine
+    monkeypatch.setattr(llvm_engine, "_engines_made", llvm_engine.SMALL_MODEL_ENGINES)
+    compiled = []
+    real = llvm_engine.compile_object
+
+    def spy(text, optimise=False, model="small"):
+        obj = real(text, optimise=optimise, model=model)
+        compiled.append((model, obj))
+        return obj
+    monkeypatch.setattr(llvm_engine, "compile_object", spy)
+    j, i = both(PF_STORE + "\n" + PUSHF_LOOP.replace("top", "top2"), deliver=True)
+    assert j.jit.model == "large"
+    ran_natively(j)
+    assert compiled and all(model == "large" for model, obj in compiled)
+    objects = [obj for model, obj in compiled] + [llvm_engine._runtime_objs["large"]]
+    for obj in objects:
+        assert _relocation_types(obj) <= {1, 24}, _relocation_types(obj)
+    # a small-model object, for contrast, asks for 32-bit PC-relative ones
+    small = llvm_engine.compile_object(llvm_engine._runtime_text, optimise=True, model="small")
+    assert _relocation_types(small) - {1, 24}

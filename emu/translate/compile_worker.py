@@ -55,11 +55,11 @@ def main():
         msg = _read_msg(inp)
         if msg is None:
             return
-        job, text, optimise, names = msg
+        job, text, optimise, names, model = msg
         try:
             llvm_engine.set_runtime(names, None)       # declared, never loaded here
             t0 = time.thread_time()
-            obj = llvm_engine.compile_object(text, optimise=optimise)
+            obj = llvm_engine.compile_object(text, optimise=optimise, model=model)
             _write_msg(out, (job, obj, (time.thread_time() - t0) * 1e3))
         except Exception:                               # compiled in-process instead
             _write_msg(out, (job, None, None))
@@ -98,14 +98,15 @@ class CompileWorker:
         except OSError:
             pass
 
-    def submit(self, text, optimise, names, payload):
-        """Queue a module; ``payload`` comes back with its object."""
+    def submit(self, text, optimise, names, payload, model="small"):
+        """Queue a module (compiled for code ``model``); ``payload`` comes back
+        with its object."""
         if not self.alive():
             raise OSError("the compile worker has exited")
         job = self.next_job
         self.next_job += 1
         self.inflight[job] = payload
-        self.outq.put((job, text, optimise, tuple(names)))
+        self.outq.put((job, text, optimise, tuple(names), model))
         return job
 
     def poll(self):

@@ -114,7 +114,10 @@ class JIT:
         self.threshold = max(0, int(threshold))
         self.ctx = rt.Context(cpu)
         self.engine = llvm_engine.Engine()
-        self.cache = CodeCache(cache_dir, VERSION) if use_cache else None
+        self.model = self.engine.model          # objects are compiled for it
+        # (the code cache keeps large-model objects apart: llvm_engine.py)
+        version = VERSION if self.model == "small" else VERSION + "-" + self.model
+        self.cache = CodeCache(cache_dir, version) if use_cache else None
         # look blocks up in the code cache early (their second run) when it
         # has something in it; an empty cache is not worth the lookups
         self.probing = self.cache is not None and self.cache.has_entries()
@@ -493,7 +496,8 @@ class JIT:
             group = [byname[n] for n in names]
             if self.worker is not None:
                 try:
-                    self.worker.submit(text, optimise, ROUTINES, (group, metas, text, optimise))
+                    self.worker.submit(text, optimise, ROUTINES, (group, metas, text, optimise),
+                                       self.model)
                     for p in group:
                         if not p.tier2:         # (a tier up keeps the running code meanwhile)
                             p.blk.native = 0    # being compiled: interpreted meanwhile
@@ -509,7 +513,7 @@ class JIT:
     def _compile_here(self, group, metas, text, optimise):
         t0 = time.thread_time()
         try:
-            obj = llvm_engine.compile_object(text, optimise=optimise)
+            obj = llvm_engine.compile_object(text, optimise=optimise, model=self.model)
         except Exception:
             for p in group:
                 if p.blk.native == 0:

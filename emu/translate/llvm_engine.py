@@ -19,8 +19,6 @@ import ctypes
 import llvmlite.binding as llvm
 
 _initialised = False
-_target_machine = None
-_target_machine_opt = None
 
 # helper name -> ctypes prototype; the callbacks themselves live in jit.py
 HELPER_PROTOS = {
@@ -42,7 +40,22 @@ HELPER_DECLS = (
 BLOCK_PROTO = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)
 RUNTIME_NAMES = frozenset()     # set by set_runtime(): routines every engine holds
 _runtime_text = None
-_runtime_obj = None
+_runtime_objs = {}              # code model -> the runtime object compiled for it
+
+# Code models.  Blocks are compiled for the small model (32-bit PC-relative
+# references to data, GOT entries and call stubs), which compiles 25-40%
+# faster than the large one.  But MCJIT's memory manager maps an object's
+# code and data from separate pools, and in a process that has made many
+# engines (the test suite, a fuzzer running VM after VM) the pools of a new
+# engine can land more than 2 GiB apart: RuntimeDyldELF then aborts the
+# process on such a relocation (assertion isInt<32>(RealOffset); the CPU
+# tests under the JIT hit it in one test order).  So an engine made after
+# the first SMALL_MODEL_ENGINES gets large-model code (64-bit absolute
+# addresses everywhere, LLVM's own default for JIT code), and the code
+# cache keeps the two apart (jit.py).  `emu run` makes one engine.
+SMALL_MODEL_ENGINES = 16
+_engines_made = 0
+_tms = {}                       # (optimise, code model) -> target machine
 
 
 def set_runtime(names, text):
@@ -54,22 +67,21 @@ def set_runtime(names, text):
 
 
 def initialise():
-    global _initialised, _target_machine, _target_machine_opt
+    """Make LLVM ready for native code generation (once per process).
+
+    Two code generators (``_target_machine_for``).  Most blocks run a few
+    times between exits: codegen opt 0 (fast instruction selection and
+    register allocation) compiles them in about a millisecond.  A block that
+    loops on itself is where a guest spends its time: it gets
+    instcombine/simplifycfg and codegen opt 2 (greedy register allocation
+    keeps the loop in registers), ~5 ms."""
+    global _initialised
     if _initialised:
-        return _target_machine
+        return
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     llvm.initialize_native_asmparser()
-    target = llvm.Target.from_default_triple()
-    # Two code generators.  Most blocks run a few times between exits: codegen
-    # opt 0 (fast instruction selection and register allocation) compiles them
-    # in about a millisecond.  A block that loops on itself is where a guest
-    # spends its time: it gets instcombine/simplifycfg and codegen opt 2
-    # (greedy register allocation keeps the loop in registers), ~5 ms.
-    _target_machine = target.create_target_machine(opt=0, reloc="pic", codemodel="small")
-    _target_machine_opt = target.create_target_machine(opt=2, reloc="pic", codemodel="small")
     _initialised = True
-    return _target_machine
 
 
 _registered = {}
@@ -86,12 +98,22 @@ def register_helpers(callbacks):
         llvm.add_symbol(name, addr)
 
 
-def compile_object(ir_text, optimise=False):
+def _target_machine_for(optimise, model):
+    key = (bool(optimise), model)
+    tm = _tms.get(key)
+    if tm is None:
+        tm = _tms[key] = llvm.Target.from_default_triple().create_target_machine(
+            opt=2 if optimise else 0, reloc="pic" if model == "small" else "static",
+            codemodel=model)
+    return tm
+
+
+def compile_object(ir_text, optimise=False, model="small"):
     """IR text -> relocatable object bytes: SROA (allocas -> SSA registers),
     then codegen; with ``optimise``, instcombine + simplifycfg and codegen
     opt 2."""
     initialise()
-    tm = _target_machine_opt if optimise else _target_machine
+    tm = _target_machine_for(optimise, model)
     mod = llvm.parse_assembly(ir_text)
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
@@ -119,20 +141,26 @@ def compile_object(ir_text, optimise=False):
 class Engine:
     """An MCJIT execution engine holding the objects of one JIT."""
 
-    def __init__(self):
+    def __init__(self, model=None):
+        global _engines_made
         initialise()
+        if model is None:
+            model = "small" if _engines_made < SMALL_MODEL_ENGINES else "large"
+        _engines_made += 1
+        self.model = model          # the code model of every object loaded here
         # MCJIT takes ownership of the target machine it is given (llvmlite
         # marks it owned): each engine gets its own, never the compilers' ones,
         # or a second engine (or a compile after an engine is gone) crashes
         tm = llvm.Target.from_default_triple().create_target_machine(
-            opt=0, reloc="pic", codemodel="small")
+            opt=0, reloc="pic" if model == "small" else "static", codemodel=model)
         self._empty = llvm.parse_assembly("")
         self.ee = llvm.create_mcjit_compiler(self._empty, tm)
-        global _runtime_obj
         if _runtime_text is not None:
-            if _runtime_obj is None:
-                _runtime_obj = compile_object(_runtime_text, optimise=True)
-            self.ee.add_object_file(llvm.ObjectFileRef.from_data(_runtime_obj))
+            obj = _runtime_objs.get(model)
+            if obj is None:
+                obj = _runtime_objs[model] = compile_object(_runtime_text, optimise=True,
+                                                            model=model)
+            self.ee.add_object_file(llvm.ObjectFileRef.from_data(obj))
             self.ee.finalize_object()
 
     def load(self, obj, names):
