@@ -43,6 +43,41 @@ def _i32(v):
     return str(v - (1 << 32) if v & 0x80000000 else v)
 
 
+def _entry(x, base, shift):
+    """IR of one level of the walk, the same for the page directory (x="pd")
+    and a page table (x="pt"): the entry's address (index bits of %lin from
+    ``shift``, the table at %<base>, the A20 mask), the checks that its page
+    is RAM the MMU write-watches, the entry itself (%<x>e, its pointer
+    %<x>ep, the page's watch byte %<x>w) and P; then on to label <x>3.
+    (Part of walk_fn's template: % placeholders are filled there.)"""
+    return """  %%l{s} = lshr i32 %%lin, {s}
+  %%{x}i = and i32 %%l{s}, 4092
+  %%{x}ea0 = or i32 %%{b}, %%{x}i
+  %%{x}ea = and i32 %%{x}ea0, %%am
+  %%{x}pn = lshr i32 %%{x}ea, 12
+  %%{x}pn64 = zext i32 %%{x}pn to i64
+  %%{x}in = icmp ult i64 %%{x}pn64, %%npages
+  br i1 %%{x}in, label %%{x}1, label %%fail
+{x}1:
+  %%{x}kp = getelementptr i8, ptr %%kind, i64 %%{x}pn64
+  %%{x}k = load i8, ptr %%{x}kp
+  %%{x}wp = getelementptr i8, ptr %%watch, i64 %%{x}pn64
+  %%{x}w = load i8, ptr %%{x}wp
+  %%{x}kok = icmp eq i8 %%{x}k, %(RAMK)d
+  %%{x}wt = and i8 %%{x}w, %(WPT)d
+  %%{x}wok = icmp ne i8 %%{x}wt, 0
+  %%{x}ok = and i1 %%{x}kok, %%{x}wok
+  br i1 %%{x}ok, label %%{x}2, label %%fail
+{x}2:
+  %%{x}ea64 = zext i32 %%{x}ea to i64
+  %%{x}ep = getelementptr i8, ptr %%ram, i64 %%{x}ea64
+  %%{x}e = load i32, ptr %%{x}ep, align 1
+  %%{x}p = and i32 %%{x}e, %(P)d
+  %%{x}pz = icmp eq i32 %%{x}p, 0
+  br i1 %%{x}pz, label %%fail, label %%{x}3
+""".format(x=x, b=base, s=shift)
+
+
 def walk_fn():
     """IR of ``i64 @emurt_walk(i64 ctx, i32 lin, i32 write)``: the host page
     offset of the filled entry, or -1 (take the Python path)."""
@@ -54,7 +89,7 @@ def walk_fn():
         F4K=_i32(pg.FRAME_4K), F4M=_i32(pg.FRAME_4M), RSVD=pg.PDE4M_RSVD,
         P=pg.P, RW=pg.RW, US=pg.US, A=pg.A, AD=pg.A | pg.D, PS=pg.PS,
         RAMK=KIND_RAM, MMIO=KIND_MMIO, WPT=WATCH_PT, SLOTS=rt.NTLB - 1)
-    return """
+    return ("""
 define internal i64 @emurt_walk(i64 %%ctx, i32 %%lin, i32 %%write) noinline {
 entry:
   %%cp = inttoptr i64 %%ctx to ptr
@@ -92,32 +127,7 @@ paging:
   %%wpb = and i32 %%cr0, %(WP)d
   %%nowp = icmp eq i32 %%wpb, 0
   %%pdb = and i32 %%cr3, %(F4K)s
-  %%l20 = lshr i32 %%lin, 20
-  %%pdi = and i32 %%l20, 4092
-  %%pdea0 = or i32 %%pdb, %%pdi
-  %%pdea = and i32 %%pdea0, %%am
-  %%pdpn = lshr i32 %%pdea, 12
-  %%pdpn64 = zext i32 %%pdpn to i64
-  %%pdin = icmp ult i64 %%pdpn64, %%npages
-  br i1 %%pdin, label %%pd1, label %%fail
-pd1:
-  %%pdkp = getelementptr i8, ptr %%kind, i64 %%pdpn64
-  %%pdk = load i8, ptr %%pdkp
-  %%pdwp = getelementptr i8, ptr %%watch, i64 %%pdpn64
-  %%pdw = load i8, ptr %%pdwp
-  %%pdkok = icmp eq i8 %%pdk, %(RAMK)d
-  %%pdwt = and i8 %%pdw, %(WPT)d
-  %%pdwok = icmp ne i8 %%pdwt, 0
-  %%pdok = and i1 %%pdkok, %%pdwok
-  br i1 %%pdok, label %%pd2, label %%fail
-pd2:
-  %%pdea64 = zext i32 %%pdea to i64
-  %%pdep = getelementptr i8, ptr %%ram, i64 %%pdea64
-  %%pde = load i32, ptr %%pdep, align 1
-  %%pdp = and i32 %%pde, %(P)d
-  %%pdpz = icmp eq i32 %%pdp, 0
-  br i1 %%pdpz, label %%fail, label %%pd3
-pd3:
+""" + _entry("pd", "pdb", 20) + """pd3:
   %%ps = and i32 %%pde, %(PS)d
   %%pse = and i32 %%cr4, %(PSE)d
   %%psz = icmp eq i32 %%ps, 0
@@ -154,32 +164,7 @@ bigdone:
   br label %%target
 small:
   %%ptb = and i32 %%pde, %(F4K)s
-  %%l10 = lshr i32 %%lin, 10
-  %%pti = and i32 %%l10, 4092
-  %%ptea0 = or i32 %%ptb, %%pti
-  %%ptea = and i32 %%ptea0, %%am
-  %%ptpn = lshr i32 %%ptea, 12
-  %%ptpn64 = zext i32 %%ptpn to i64
-  %%ptin = icmp ult i64 %%ptpn64, %%npages
-  br i1 %%ptin, label %%pt1, label %%fail
-pt1:
-  %%ptkp = getelementptr i8, ptr %%kind, i64 %%ptpn64
-  %%ptk = load i8, ptr %%ptkp
-  %%ptwp = getelementptr i8, ptr %%watch, i64 %%ptpn64
-  %%ptw = load i8, ptr %%ptwp
-  %%ptkok = icmp eq i8 %%ptk, %(RAMK)d
-  %%ptwt = and i8 %%ptw, %(WPT)d
-  %%ptwok = icmp ne i8 %%ptwt, 0
-  %%ptok = and i1 %%ptkok, %%ptwok
-  br i1 %%ptok, label %%pt2, label %%fail
-pt2:
-  %%ptea64 = zext i32 %%ptea to i64
-  %%ptep = getelementptr i8, ptr %%ram, i64 %%ptea64
-  %%pte = load i32, ptr %%ptep, align 1
-  %%ptp = and i32 %%pte, %(P)d
-  %%ptpz = icmp eq i32 %%ptp, 0
-  br i1 %%ptpz, label %%fail, label %%pt3
-pt3:
+""" + _entry("pt", "ptb", 10) + """pt3:
   %%both = and i32 %%pde, %%pte
   %%sus = and i32 %%both, %(US)d
   %%srw = and i32 %%both, %(RW)d
@@ -280,4 +265,4 @@ entry:
   %%ok = select i1 %%user, i1 %%uok, i1 %%sok
   ret i1 %%ok
 }
-""" % c
+""") % c
